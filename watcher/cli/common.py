@@ -1,0 +1,81 @@
+"""What every command shares: settings, the database, async running, JSON or rich output."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from watcher import jsonio
+from watcher.config import ConfigError, Settings, load_settings
+from watcher.db.engine import create_engine, session_factory
+from watcher.db.migrate import is_current
+
+T = TypeVar("T")
+
+out = Console()
+err = Console(stderr=True)
+
+
+@dataclass
+class State:
+    config_path: str | None = None
+    _settings: Settings | None = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_settings(self.config_path)
+            except ConfigError as exc:
+                fail(str(exc))
+        return self._settings
+
+
+def state(ctx: typer.Context) -> State:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, State)
+    return obj
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+@asynccontextmanager
+async def database(
+    settings: Settings, *, require_current: bool = True
+) -> AsyncIterator[tuple[AsyncEngine, async_sessionmaker[AsyncSession]]]:
+    """The engine and a session factory; refuses a database that is not migrated."""
+    engine = create_engine(settings.database.url)
+    try:
+        if require_current and not await is_current(engine):
+            fail("the database schema is not current: run `watcher db upgrade` first")
+        yield engine, session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+async def with_session(
+    settings: Settings, fn: Callable[[AsyncSession], Awaitable[T]]
+) -> T:
+    """Run `fn` in one committed transaction."""
+    async with database(settings) as (_, sessions), sessions() as s, s.begin():
+        return await fn(s)
+
+
+def print_json(data: Any) -> None:
+    """Only JSON on stdout, so scripts can parse it."""
+    sys.stdout.write(jsonio.dumps(data, indent=2) + "\n")

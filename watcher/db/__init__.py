@@ -1,0 +1,1 @@
+"""Storage: tables, async engine, migrations."""

@@ -1,0 +1,47 @@
+"""JSON with exact decimals: Decimal goes out as a JSON number, numbers come in as Decimal.
+
+The standard encoder cannot emit a Decimal as a number, and going through float would round
+money. Decimals are written as placeholders and the placeholders then replaced by the
+canonical number text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from typing import Any
+
+from watcher.money import canonical
+
+_MARK = "\u0000dec:"
+_PLACEHOLDER = re.compile(r'"\\u0000dec:(-?[0-9.]+)"')
+
+
+def _mark(obj: Any) -> Any:
+    if isinstance(obj, Decimal):
+        return _MARK + canonical(obj)
+    if isinstance(obj, dict):
+        return {k: _mark(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_mark(v) for v in obj]
+    return obj
+
+
+def dumps(obj: Any, *, indent: int | None = None) -> str:
+    text = json.dumps(
+        _mark(obj),
+        ensure_ascii=False,
+        indent=indent,
+        separators=None if indent else (",", ":"),
+    )
+    return _PLACEHOLDER.sub(lambda m: m.group(1), text)
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse JSON with every non-integer number as Decimal (never float)."""
+    return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")

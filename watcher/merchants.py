@@ -1,0 +1,136 @@
+"""Merchants, their API keys (stored as SHA-256) and webhook secrets (stored encrypted)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from watcher.clock import now_ms
+from watcher.db.models import ApiKey, Merchant
+from watcher.secrets import SecretBox, hash_api_key, new_api_key, new_webhook_secret
+
+
+class MerchantExists(Exception):
+    """A merchant with this name already exists."""
+
+
+class MerchantNotFound(Exception):
+    """No merchant with this name or id."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Shown once, at creation or rotation."""
+
+    id: int
+    name: str
+    api_key: str
+    test_api_key: str
+    webhook_secret: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "api_key": self.api_key,
+            "test_api_key": self.test_api_key,
+            "webhook_secret": self.webhook_secret,
+        }
+
+
+@dataclass(frozen=True)
+class AuthedKey:
+    merchant_id: int
+    key_id: int
+    sandbox: bool
+
+
+async def create_merchant(session: AsyncSession, box: SecretBox, name: str) -> Credentials:
+    name = name.strip()
+    if not name:
+        raise ValueError("merchant name is empty")
+    if (await session.execute(select(Merchant.id).where(Merchant.name == name))).first():
+        raise MerchantExists(f"merchant {name!r} already exists")
+    secret = new_webhook_secret()
+    merchant = Merchant(name=name, webhook_secret_enc=box.encrypt(secret), created_ms=now_ms())
+    session.add(merchant)
+    await session.flush()
+    assert merchant.id is not None
+    live, test = await _issue_keys(session, merchant.id)
+    return Credentials(merchant.id, name, live, test, secret)
+
+
+async def _issue_keys(session: AsyncSession, merchant_id: int) -> tuple[str, str]:
+    keys = []
+    for sandbox in (False, True):
+        key = new_api_key(sandbox)
+        session.add(
+            ApiKey(
+                merchant_id=merchant_id,
+                key_hash=hash_api_key(key),
+                prefix=key[:12],
+                sandbox=sandbox,
+                created_ms=now_ms(),
+            )
+        )
+        keys.append(key)
+    await session.flush()
+    return keys[0], keys[1]
+
+
+async def find_merchant(session: AsyncSession, ref: str) -> Merchant:
+    cond = Merchant.id == int(ref) if ref.isdigit() else Merchant.name == ref
+    merchant = (await session.execute(select(Merchant).where(cond))).scalar_one_or_none()
+    if merchant is None:
+        raise MerchantNotFound(f"no merchant {ref!r}")
+    return merchant
+
+
+async def rotate(session: AsyncSession, box: SecretBox, ref: str, *, secret: bool) -> Credentials:
+    """Revoke the merchant's keys and issue new ones (and a new webhook secret if asked)."""
+    merchant = await find_merchant(session, ref)
+    assert merchant.id is not None
+    await session.execute(
+        update(ApiKey)
+        .where(ApiKey.merchant_id == merchant.id, ApiKey.revoked_ms.is_(None))  # type: ignore[union-attr]
+        .values(revoked_ms=now_ms())
+    )
+    live, test = await _issue_keys(session, merchant.id)
+    if secret:
+        plain = new_webhook_secret()
+        merchant.webhook_secret_enc = box.encrypt(plain)
+    else:
+        plain = ""
+    return Credentials(merchant.id, merchant.name, live, test, plain)
+
+
+async def authenticate(session: AsyncSession, key: str) -> AuthedKey | None:
+    """Look the key up by its SHA-256; the hash lookup is the constant-time part.
+
+    A 256-bit random key hashed with SHA-256 leaks nothing through an index lookup's timing.
+    """
+    if not key.startswith(("sk_live_", "sk_test_")) or len(key) > 128:
+        return None
+    row = (
+        await session.execute(
+            select(ApiKey.id, ApiKey.merchant_id, ApiKey.sandbox, ApiKey.key_hash)
+            .join(Merchant, Merchant.id == ApiKey.merchant_id)
+            .where(
+                ApiKey.key_hash == hash_api_key(key),
+                ApiKey.revoked_ms.is_(None),  # type: ignore[union-attr]
+                Merchant.disabled.is_(False),  # type: ignore[attr-defined]
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    return AuthedKey(merchant_id=row.merchant_id, key_id=row.id, sandbox=row.sandbox)
+
+
+async def webhook_secret(session: AsyncSession, box: SecretBox, merchant_id: int) -> str:
+    enc = (
+        await session.execute(select(Merchant.webhook_secret_enc).where(Merchant.id == merchant_id))
+    ).scalar_one()
+    return box.decrypt(enc)

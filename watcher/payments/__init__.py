@@ -1,0 +1,1 @@
+"""Payments: creation, idempotency, limits, states and their events."""

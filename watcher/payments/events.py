@@ -1,0 +1,114 @@
+"""Every state change appends an event and, in the same transaction, its outbox row.
+
+The event keeps a snapshot of the payment as it was, so every callback attempt and
+GET /api/events show the same facts, whatever happens to the payment later.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from watcher.clock import iso
+from watcher.db.models import Callback, Payment, PaymentEvent, Transfer
+from watcher.money import from_kurus, from_micro, json_number
+from watcher.payments.states import EVENT_TYPES
+from watcher.secrets import new_id
+
+
+async def payment_txids(session: AsyncSession, payment_id: str) -> list[str]:
+    rows = await session.execute(
+        select(Transfer.txid)
+        .where(Transfer.payment_id == payment_id, Transfer.state != "dropped")
+        .order_by(Transfer.block_number, Transfer.log_index)
+    )
+    return list(dict.fromkeys(r[0] for r in rows))
+
+
+def snapshot(payment: Payment, txids: list[str]) -> dict[str, Any]:
+    """The payment as merchants see it (status API, callbacks, events). Amounts are Decimal."""
+    data: dict[str, Any] = {
+        "transactionId": payment.id,
+        "externalRef": payment.external_ref,
+        "status": payment.status,
+        "amount": json_number(from_kurus(payment.amount_kurus)),
+        "currency": payment.currency,
+        "provider": payment.provider,
+        "fullName": payment.full_name,
+        "late": payment.late,
+        "createdAt": iso(payment.created_ms),
+        "expiresAt": iso(payment.expires_ms),
+        "metadata": json.loads(payment.metadata_json or "{}"),
+    }
+    if payment.provider == "crypto":
+        data["crypto"] = {
+            "network": "TRC20",
+            "address": payment.address,
+            "amountUsdt": json_number(from_micro(payment.amount_micro or 0)),
+            "receivedUsdt": json_number(from_micro(payment.received_micro)),
+            "rate": json_number(_dec(payment.rate)),
+            "txids": txids,
+        }
+        if payment.late_micro:
+            data["crypto"]["lateUsdt"] = json_number(from_micro(payment.late_micro))
+    return data
+
+
+def _dec(text: str | None) -> Decimal:
+    return Decimal(text or "0")
+
+
+def _encode(obj: Any) -> str:
+    def default(o: Any) -> Any:
+        if isinstance(o, Decimal):
+            return str(o)  # kept exact in storage; turned into JSON numbers on the way out
+        raise TypeError(type(o).__name__)
+
+    return json.dumps(obj, default=default, ensure_ascii=False, separators=(",", ":"))
+
+
+async def record_event(
+    session: AsyncSession,
+    payment: Payment,
+    event_type: str,
+    now: int,
+    extra: dict[str, Any] | None = None,
+) -> PaymentEvent:
+    """Append `event_type` for `payment` (already updated) and enqueue its callback."""
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {event_type}")
+    sequence = payment.next_sequence
+    payment.next_sequence = sequence + 1
+    payment.updated_ms = now
+    data = snapshot(payment, await payment_txids(session, payment.id))
+    if extra:
+        data["details"] = extra
+    event = PaymentEvent(
+        event_id=new_id("evt_"),
+        payment_id=payment.id,
+        merchant_id=payment.merchant_id,
+        type=event_type,
+        sequence=sequence,
+        status=payment.status,
+        created_ms=now,
+        data_json=_encode(data),
+    )
+    session.add(event)
+    if payment.callback_url:
+        session.add(
+            Callback(
+                event_id=event.event_id,
+                payment_id=payment.id,
+                merchant_id=payment.merchant_id,
+                url=payment.callback_url,
+                next_attempt_ms=now,
+                created_ms=now,
+            )
+        )
+    session.add(payment)
+    await session.flush()
+    return event

@@ -1,0 +1,27 @@
+"""Payment states and the events that announce them (DESIGN §5)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+PENDING: Final = "pending"
+CONFIRMING: Final = "confirming"
+COMPLETED: Final = "completed"
+EXPIRED: Final = "expired"
+CANCELLED: Final = "cancelled"
+FAILED: Final = "failed"
+
+OPEN_STATES: Final = frozenset({PENDING, CONFIRMING})
+FINAL_STATES: Final = frozenset({COMPLETED, EXPIRED, CANCELLED, FAILED})
+ALL_STATES: Final = OPEN_STATES | FINAL_STATES
+
+EVENT_FOR_STATE: Final = {
+    CONFIRMING: "payment.confirming",
+    COMPLETED: "payment.completed",
+    EXPIRED: "payment.expired",
+    CANCELLED: "payment.cancelled",
+    FAILED: "payment.failed",
+}
+LATE_EVENT: Final = "payment.late"
+REVERTED_EVENT: Final = "payment.reverted"
+EVENT_TYPES: Final = frozenset({*EVENT_FOR_STATE.values(), LATE_EVENT, REVERTED_EVENT})

@@ -1,0 +1,85 @@
+"""The master key that encrypts webhook secrets at rest (they are needed to sign, so they
+cannot be hashed), and API key generation and hashing.
+
+The key comes from WATCHER_SECRET_KEY (a Fernet key, urlsafe base64 of 32 bytes) or from a
+key file beside the SQLite database (or in the working directory for PostgreSQL), created with
+mode 0600 by the first command that needs it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from watcher.db.engine import sqlite_path
+
+KEY_FILE_NAME = "watcher.key"
+
+
+class SecretKeyError(Exception):
+    """The master key is missing, unreadable or does not decrypt stored secrets."""
+
+
+def key_file_for(database_url: str) -> Path:
+    path = sqlite_path(database_url)
+    return (path.parent if path else Path.cwd()) / KEY_FILE_NAME
+
+
+def load_box(database_url: str, *, create: bool = True) -> SecretBox:
+    env = os.environ.get("WATCHER_SECRET_KEY", "").strip()
+    if env:
+        return SecretBox(env.encode())
+    path = key_file_for(database_url)
+    if path.exists():
+        return SecretBox(path.read_bytes().strip())
+    if not create:
+        raise SecretKeyError(f"no WATCHER_SECRET_KEY and no key file at {path}")
+    key = Fernet.generate_key()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key + b"\n")
+    return SecretBox(key)
+
+
+class SecretBox:
+    def __init__(self, key: bytes):
+        try:
+            self._fernet = Fernet(key)
+        except ValueError as exc:
+            raise SecretKeyError("the master key is not a valid Fernet key") from exc
+
+    def encrypt(self, plain: str) -> str:
+        return self._fernet.encrypt(plain.encode()).decode()
+
+    def decrypt(self, token: str) -> str:
+        try:
+            return self._fernet.decrypt(token.encode()).decode()
+        except InvalidToken as exc:
+            raise SecretKeyError("stored secret does not decrypt with this master key") from exc
+
+
+def new_api_key(sandbox: bool) -> str:
+    return ("sk_test_" if sandbox else "sk_live_") + secrets.token_urlsafe(32)
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def new_id(prefix: str) -> str:
+    """Random public id with 128+ bits: txn_…, evt_…"""
+    return prefix + secrets.token_hex(16)
