@@ -39,7 +39,7 @@ class ApiKey(SQLModel, table=True):
 class Payment(SQLModel, table=True):
     __tablename__ = "payment"
     __table_args__ = (
-        UniqueConstraint("merchant_id", "external_ref", name="uq_payment_merchant_ref"),
+        UniqueConstraint("merchant_id", "sandbox", "external_ref", name="uq_payment_merchant_ref"),
         Index("ix_payment_status_expires", "status", "expires_ms"),
         Index("ix_payment_address_status", "address", "status"),
         Index("ix_payment_email_created", "email", "created_ms"),

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 05:50:56.219784
+Create Date: 2026-11-22 05:55:28.450810
 """
 
 from collections.abc import Sequence
@@ -130,7 +130,9 @@ def upgrade() -> None:
             ["merchant.id"],
         ),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("merchant_id", "external_ref", name="uq_payment_merchant_ref"),
+        sa.UniqueConstraint(
+            "merchant_id", "sandbox", "external_ref", name="uq_payment_merchant_ref"
+        ),
     )
     with op.batch_alter_table("payment", schema=None) as batch_op:
         batch_op.create_index("ix_payment_address_status", ["address", "status"], unique=False)
