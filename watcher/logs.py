@@ -1,0 +1,149 @@
+"""Structured logs: one JSON object per line on stderr, secrets redacted.
+
+Event names are stable dotted identifiers (`follower.block`, `callback.delivered`); ids travel
+as fields with fixed names (payment_id, txid, block, callback_id, merchant_id), bound for a
+whole unit of work with `log_context(...)` so every line inside carries them. Standard-library
+loggers (uvicorn, SQLAlchemy, alembic) go through the same formatter, so stderr holds nothing
+but JSON lines. stdout stays free for `--json` output.
+
+`configure_logging(settings.log)` is called once at CLI start; calling it again replaces the
+previous configuration (tests do).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from watcher.config import LogSettings
+
+REDACTED = "[redacted]"
+
+# Normalised key names (lower case, '-' as '_') whose values are never logged.
+_SECRET_KEY = re.compile(
+    r"(api_?key|secret|password|passwd|authorization|private_?key|secret_?key|token|cookie)"
+)
+# Secret-shaped text inside any string: our API keys and webhook secrets, bearer tokens.
+_SECRET_TEXT = re.compile(r"\b(sk_(?:live|test)_|whsec_)[A-Za-z0-9_\-]+|(?i:bearer)\s+\S+")
+_QUIET = {"httpx": logging.WARNING, "httpcore": logging.WARNING, "asyncio": logging.WARNING}
+_HANDLER_NAME = "watcher.logs"
+
+
+def is_secret_key(key: str) -> bool:
+    return bool(_SECRET_KEY.search(key.lower().replace("-", "_")))
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SECRET_TEXT.sub(_mask, value)
+    if isinstance(value, dict):
+        return {k: REDACTED if is_secret_key(str(k)) else _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def _mask(m: re.Match[str]) -> str:
+    return (m.group(1) or "Bearer ") + REDACTED
+
+
+def redact_secrets(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    """Replace the value of any secret-named key (at any depth) and secret-shaped text."""
+    for key, value in list(event_dict.items()):
+        event_dict[key] = REDACTED if is_secret_key(key) else _scrub(value)
+    return event_dict
+
+
+def _shared_processors() -> list[Processor]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.ExtraAdder(),
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        redact_secrets,
+    ]
+
+
+def _renderer(json_logs: bool, stream: TextIO) -> list[Processor]:
+    if not json_logs and stream.isatty():
+        return [structlog.dev.ConsoleRenderer(colors=True)]
+    return [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+
+
+def configure_logging(settings: LogSettings, stream: TextIO | None = None) -> None:
+    """Send structlog and standard logging through one redacting formatter to `stream`."""
+    stream = stream if stream is not None else sys.stderr
+    level = logging.getLevelName(settings.level.upper())
+    if not isinstance(level, int):
+        raise ValueError(f"log.level {settings.level!r} is not a logging level")
+    shared = _shared_processors()
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *_renderer(settings.json_logs, stream),
+        ],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name, quiet in _QUIET.items():
+        logging.getLogger(name).setLevel(max(quiet, level))
+    _route_uvicorn()
+
+
+def _route_uvicorn() -> None:
+    # uvicorn installs its own handlers; let its records reach ours instead.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        lg = logging.getLogger(name)
+        lg.handlers.clear()
+        lg.propagate = True
+
+
+@contextmanager
+def log_context(
+    *,
+    payment_id: str | None = None,
+    txid: str | None = None,
+    block: int | None = None,
+    callback_id: int | None = None,
+    merchant_id: int | None = None,
+) -> Iterator[None]:
+    """Bind the given ids to every log line inside (per asyncio task, via contextvars)."""
+    ids: MutableMapping[str, Any] = {
+        k: v
+        for k, v in {
+            "payment_id": payment_id,
+            "txid": txid,
+            "block": block,
+            "callback_id": callback_id,
+            "merchant_id": merchant_id,
+        }.items()
+        if v is not None
+    }
+    with structlog.contextvars.bound_contextvars(**ids):
+        yield
