@@ -6,8 +6,12 @@ timezone-naive datetimes.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, Index, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+from watcher.callbacks.urls import host_key
 
 
 def _big(**kw: object) -> Column:  # type: ignore[type-arg]
@@ -101,6 +105,10 @@ class PaymentEvent(SQLModel, table=True):
     data_json: str = Field(default="{}", sa_column=Column(Text, nullable=False))
 
 
+def _callback_host(context: Any) -> str:
+    return host_key(context.get_current_parameters()["url"])
+
+
 class Callback(SQLModel, table=True):
     """The outbox: one row per event with a callbackUrl, written with the state change."""
 
@@ -112,6 +120,10 @@ class Callback(SQLModel, table=True):
     payment_id: str = Field(foreign_key="payment.id", index=True)
     merchant_id: int = Field(foreign_key="merchant.id")
     url: str = Field(sa_column=Column(Text, nullable=False))
+    # host:port of url, derived on insert: claims skip hosts at their concurrency limit
+    host: str | None = Field(
+        default=None, sa_column=Column(String(255), nullable=True, default=_callback_host)
+    )
     status: str = Field(default="pending", max_length=16)  # pending | delivered | dead
     attempts: int = 0
     next_attempt_ms: int = Field(sa_column=_big(nullable=False))

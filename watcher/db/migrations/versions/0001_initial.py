@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 05:55:28.450810
+Create Date: 2026-11-22 05:58:30.402566
 """
 
 from collections.abc import Sequence
@@ -220,6 +220,7 @@ def upgrade() -> None:
         sa.Column("payment_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("merchant_id", sa.Integer(), nullable=False),
         sa.Column("url", sa.Text(), nullable=False),
+        sa.Column("host", sa.String(length=255), nullable=True),
         sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("next_attempt_ms", sa.BigInteger(), nullable=False),
