@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from watcher.clock import now_ms
 from watcher.db.models import ApiKey, Merchant
-from watcher.secrets import SecretBox, hash_api_key, new_api_key, new_webhook_secret
+from watcher.secrets import SecretBox, hash_api_key, new_api_key, new_webhook_secret, same
 
 
 class MerchantExists(Exception):
@@ -124,7 +124,7 @@ async def authenticate(session: AsyncSession, key: str) -> AuthedKey | None:
             )
         )
     ).first()
-    if row is None:
+    if row is None or not same(row.key_hash, hash_api_key(key)):
         return None
     return AuthedKey(merchant_id=row.merchant_id, key_id=row.id, sandbox=row.sandbox)
 

@@ -68,9 +68,7 @@ async def database(
         await engine.dispose()
 
 
-async def with_session(
-    settings: Settings, fn: Callable[[AsyncSession], Awaitable[T]]
-) -> T:
+async def with_session(settings: Settings, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """Run `fn` in one committed transaction."""
     async with database(settings) as (_, sessions), sessions() as s, s.begin():
         return await fn(s)

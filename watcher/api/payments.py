@@ -1,0 +1,61 @@
+"""The merchant payment API: create, status, cancel (DESIGN §4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from watcher import jsonio
+from watcher.api.auth import CurrentMerchant, ServicesDep
+from watcher.api.responses import DecimalJSONResponse, created_body, transaction_body
+from watcher.errors import InvalidRequest
+from watcher.payments.events import payment_txids
+from watcher.payments.request import parse_create
+
+router = APIRouter(prefix="/api/payment", default_response_class=DecimalJSONResponse)
+
+
+async def _json_body(request: Request) -> Any:
+    ctype = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    if ctype not in ("application/json", ""):
+        raise InvalidRequest("Content-Type must be application/json")
+    raw = await request.body()
+    if not raw.strip():
+        raise InvalidRequest("the request body is empty")
+    try:
+        return jsonio.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
+
+
+@router.post("/create")
+async def create_payment(
+    request: Request, merchant: CurrentMerchant, services: ServicesDep
+) -> DecimalJSONResponse:
+    req = parse_create(await _json_body(request), services.settings.limits)
+    result = await services.payments.create(merchant, req)
+    return DecimalJSONResponse(created_body(result.payment, services.settings.public_url()))
+
+
+@router.get("/status")
+async def payment_status(
+    merchant: CurrentMerchant,
+    services: ServicesDep,
+    transactionId: str | None = None,
+    externalRef: str | None = None,
+) -> DecimalJSONResponse:
+    payment = await services.payments.get(merchant, txn_id=transactionId, ref=externalRef)
+    async with services.sessions() as session:
+        txids = await payment_txids(session, payment.id)
+    return DecimalJSONResponse(transaction_body(payment, txids))
+
+
+@router.post("/{transaction_id}/cancel")
+async def cancel_payment(
+    transaction_id: str, merchant: CurrentMerchant, services: ServicesDep
+) -> DecimalJSONResponse:
+    payment = await services.payments.cancel(merchant, transaction_id)
+    async with services.sessions() as session:
+        txids = await payment_txids(session, payment.id)
+    return DecimalJSONResponse(transaction_body(payment, txids))

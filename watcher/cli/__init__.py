@@ -1,0 +1,38 @@
+"""The `watcher` command: operators' view of the daemon and its database."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from watcher.cli import admin, common, merchant, payments, serve
+
+app = typer.Typer(
+    name="watcher",
+    help="kasa-watcher: USDT-TRC20 deposits and payment API for merchants pricing in TRY.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[
+        str | None,
+        typer.Option("--config", "-c", help="TOML config file (default: $WATCHER_CONFIG)."),
+    ] = None,
+) -> None:
+    ctx.obj = common.State(config_path=config)
+
+
+admin.register(app)
+serve.register(app)
+app.add_typer(merchant.app, name="merchant", help="Merchants and their API keys.")
+app.add_typer(payments.app, name="payments", help="Inspect payments.")
+
+
+def main() -> None:
+    app()

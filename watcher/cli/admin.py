@@ -1,0 +1,104 @@
+"""`watcher init`, `watcher db upgrade`, `watcher system disable|enable|status`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from watcher.cli.common import database, out, print_json, run, state, with_session
+from watcher.cli.merchant import show_credentials
+from watcher.clock import now_ms
+from watcher.config import Settings
+from watcher.db.migrate import current_revision, upgrade
+from watcher.db.models import Merchant
+from watcher.merchants import Credentials, create_merchant
+from watcher.payments.switch import is_disabled, set_disabled
+from watcher.secrets import load_box
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON only.")]
+
+
+async def migrate(settings: Settings) -> tuple[str | None, str | None]:
+    async with database(settings, require_current=False) as (engine, _):
+        before = await current_revision(engine)
+        await upgrade(engine)
+        return before, await current_revision(engine)
+
+
+def register(app: typer.Typer) -> None:
+    db = typer.Typer(no_args_is_help=True, help="Database schema.")
+    system = typer.Typer(no_args_is_help=True, help="The operator switch (SYSTEM_DISABLED).")
+    app.add_typer(db, name="db")
+    app.add_typer(system, name="system")
+
+    @app.command("init")
+    def init(
+        ctx: typer.Context,
+        name: Annotated[str, typer.Option(help="Name of the first merchant.")] = "default",
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Create the database and a first merchant; prints its keys and secret once."""
+        settings = state(ctx).settings
+        box = load_box(settings.database.url)
+        run(migrate(settings))
+
+        async def go(session: AsyncSession) -> Credentials | None:
+            if (await session.execute(select(Merchant.id).limit(1))).first():
+                return None
+            return await create_merchant(session, box, name)
+
+        creds = run(with_session(settings, go))
+        if creds is None:
+            if as_json:
+                print_json({"initialized": True, "merchant": None})
+            else:
+                out.print(
+                    "Database is ready; merchants exist already (see `watcher merchant list`)."
+                )
+            return
+        show_credentials(creds, as_json, "Database ready. First merchant:")
+
+    @db.command("upgrade")
+    def db_upgrade(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+        """Apply pending migrations (safe to run twice or from several hosts)."""
+        before, after = run(migrate(state(ctx).settings))
+        if as_json:
+            print_json({"from": before, "to": after})
+        else:
+            out.print(f"database schema: {before or 'empty'} -> {after}")
+
+    def _switch(ctx: typer.Context, disabled: bool | None, as_json: bool) -> None:
+        settings = state(ctx).settings
+
+        async def go(session: AsyncSession) -> bool:
+            if disabled is not None:
+                await set_disabled(session, disabled, now_ms())
+            return await is_disabled(session)
+
+        now_disabled = run(with_session(settings, go))
+        if as_json:
+            print_json({"disabled": now_disabled})
+        else:
+            out.print(
+                "payments are [red]DISABLED[/red] (503 SYSTEM_DISABLED)"
+                if now_disabled
+                else "payments are [green]enabled[/green]"
+            )
+
+    @system.command("disable")
+    def disable(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+        """New payments get 503 SYSTEM_DISABLED; open payments keep being watched."""
+        _switch(ctx, True, as_json)
+
+    @system.command("enable")
+    def enable(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+        """Take new payments again."""
+        _switch(ctx, False, as_json)
+
+    @system.command("status")
+    def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+        """Whether new payments are taken."""
+        _switch(ctx, None, as_json)

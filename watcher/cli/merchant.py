@@ -1,0 +1,118 @@
+"""`watcher merchant add|list|rotate-key`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from watcher.cli.common import fail, out, print_json, run, state, with_session
+from watcher.clock import iso
+from watcher.db.models import ApiKey, Merchant, Payment
+from watcher.merchants import Credentials, MerchantExists, MerchantNotFound, create_merchant, rotate
+from watcher.secrets import load_box
+
+app = typer.Typer(no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON only.")]
+
+
+def show_credentials(creds: Credentials, as_json: bool, title: str) -> None:
+    if as_json:
+        print_json(creds.as_dict())
+        return
+    out.print(f"[bold green]{title}[/bold green] {creds.name} (id {creds.id})")
+    out.print(f"  live API key:   {creds.api_key}")
+    out.print(f"  test API key:   {creds.test_api_key}")
+    if creds.webhook_secret:
+        out.print(f"  webhook secret: {creds.webhook_secret}")
+    out.print("[yellow]These are shown once. Store them now.[/yellow]")
+
+
+@app.command("add")
+def add(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> None:
+    """Create a merchant; prints its API keys and webhook secret once."""
+    settings = state(ctx).settings
+    box = load_box(settings.database.url)
+
+    async def go(session: AsyncSession) -> Credentials:
+        return await create_merchant(session, box, name)
+
+    try:
+        creds = run(with_session(settings, go))
+    except (MerchantExists, ValueError) as exc:
+        fail(str(exc))
+    show_credentials(creds, as_json, "Merchant created:")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List merchants with their active keys and payment counts."""
+    settings = state(ctx).settings
+
+    async def go(session: AsyncSession) -> list[dict[str, object]]:
+        keys = (
+            select(ApiKey.merchant_id, func.count().label("n"))
+            .where(ApiKey.revoked_ms.is_(None))  # type: ignore[union-attr]
+            .group_by(ApiKey.merchant_id)
+            .subquery()
+        )
+        pays = (
+            select(Payment.merchant_id, func.count().label("n"))
+            .group_by(Payment.merchant_id)
+            .subquery()
+        )
+        rows = await session.execute(
+            select(Merchant, keys.c.n, pays.c.n)
+            .outerjoin(keys, keys.c.merchant_id == Merchant.id)
+            .outerjoin(pays, pays.c.merchant_id == Merchant.id)
+            .order_by(Merchant.id)
+        )
+        return [
+            {
+                "id": m.id,
+                "name": m.name,
+                "created": iso(m.created_ms),
+                "disabled": m.disabled,
+                "active_keys": k or 0,
+                "payments": p or 0,
+            }
+            for m, k, p in rows
+        ]
+
+    rows = run(with_session(settings, go))
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("id", "name", "created", "active keys", "payments", "disabled")
+    for r in rows:
+        table.add_row(
+            *(str(r[k]) for k in ("id", "name", "created", "active_keys", "payments", "disabled"))
+        )
+    out.print(table)
+
+
+@app.command("rotate-key")
+def rotate_key(
+    ctx: typer.Context,
+    merchant: Annotated[str, typer.Argument(help="Merchant name or id.")],
+    secret: Annotated[
+        bool, typer.Option("--secret", help="Also issue a new webhook secret.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke the merchant's API keys and issue new ones (shown once)."""
+    settings = state(ctx).settings
+    box = load_box(settings.database.url)
+
+    async def go(session: AsyncSession) -> Credentials:
+        return await rotate(session, box, merchant, secret=secret)
+
+    try:
+        creds = run(with_session(settings, go))
+    except MerchantNotFound as exc:
+        fail(str(exc))
+    show_credentials(creds, as_json, "New keys for")

@@ -1,0 +1,45 @@
+"""`watcher run|api|scan|deliver`: the daemon, whole or in parts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from watcher.cli.common import fail, state
+from watcher.logs import configure_logging
+
+
+def _serve(ctx: typer.Context, parts: frozenset[str]) -> None:
+    from watcher.daemon import Daemon, DaemonError  # INTEGRATION: top-level once parts land
+    from watcher.locks import LockHeld
+
+    settings = state(ctx).settings
+    configure_logging(settings.log)
+    try:
+        code = asyncio.run(Daemon(settings, parts).run())
+    except (DaemonError, LockHeld) as exc:
+        fail(str(exc))
+    raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("run")
+    def run_all(ctx: typer.Context) -> None:
+        """API, chain follower, expiry and callback delivery in one process."""
+        _serve(ctx, frozenset({"api", "scan", "deliver"}))
+
+    @app.command("api")
+    def api(ctx: typer.Context) -> None:
+        """Only the HTTP API (run several behind a load balancer on PostgreSQL)."""
+        _serve(ctx, frozenset({"api"}))
+
+    @app.command("scan")
+    def scan(ctx: typer.Context) -> None:
+        """Only the chain follower and expiry; on PostgreSQL one is active, others stand by."""
+        _serve(ctx, frozenset({"scan"}))
+
+    @app.command("deliver")
+    def deliver(ctx: typer.Context) -> None:
+        """Only callback delivery (run several on PostgreSQL)."""
+        _serve(ctx, frozenset({"deliver"}))

@@ -1,0 +1,234 @@
+"""The daemon: API, follower, expiry and delivery as components of one supervised process, or
+any subset of them (`watcher api`, `watcher scan`, `watcher deliver`).
+
+Each component has a `name` and `async run(stop)`. They run as named tasks; when one dies the
+daemon stops the rest and exits non-zero, loudly (procrastinate's worker does the same).
+SIGTERM/SIGINT set `stop`: requests in flight finish, the follower commits its cursor,
+deliveries in flight finish or go back to the queue when their lease expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+import uvicorn
+
+from watcher.api.app import create_app
+from watcher.callbacks.delivery import DeliveryWorker
+from watcher.config import Settings
+from watcher.db.engine import create_engine, sqlite_path
+from watcher.db.migrate import upgrade
+from watcher.locks import PgLeaderLock, SqliteInstanceLock
+from watcher.metrics import Metrics
+from watcher.payments.expiry import Expirer
+from watcher.services import Services, build_services
+from watcher.systemd import Notifier, Watchdog
+from watcher.tron.client import TronClient
+from watcher.tron.follower import Follower, ensure_start_cursor
+
+log = structlog.get_logger("watcher.daemon")
+
+PARTS = frozenset({"api", "scan", "deliver"})
+SCANNER_LOCK_KEY = 0x6B617363  # "kasc"
+GRACE_S = 20.0
+
+
+class Component(Protocol):
+    name: str
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+class DaemonError(Exception):
+    """The daemon cannot start (another instance, bad settings); the message says why."""
+
+
+@dataclass
+class ApiServer:
+    """uvicorn inside our loop, so it shares the services and stops with the daemon."""
+
+    services: Services
+    metrics: Metrics
+    sock: socket.socket | None = None
+    name: str = "api"
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        settings = self.services.settings
+        config = uvicorn.Config(
+            create_app(self.services, self.metrics),
+            host=settings.api.host,
+            port=settings.api.port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=int(GRACE_S),
+        )
+        server = uvicorn.Server(config)
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        serving = asyncio.create_task(server.serve(sockets=[self.sock] if self.sock else None))
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.02)
+        if serving.done():
+            await serving  # re-raise why it could not start (port taken, …)
+            raise DaemonError(
+                f"the API could not listen on {settings.api.host}:{settings.api.port}"
+            )
+        self.started.set()
+        log.info("api_listening", host=settings.api.host, port=_port(server, settings))
+        await stop.wait()
+        server.should_exit = True
+        await serving
+
+
+def _port(server: uvicorn.Server, settings: Settings) -> int:
+    for srv in server.servers:
+        for sock in srv.sockets:
+            return int(sock.getsockname()[1])
+    return settings.api.port
+
+
+@dataclass
+class Daemon:
+    settings: Settings
+    parts: frozenset[str]
+    notifier: Notifier = field(default_factory=Notifier.from_env)
+    on_ready: Callable[[Services], Awaitable[None]] | None = None
+
+    async def run(self, stop: asyncio.Event | None = None) -> int:
+        stop = stop or asyncio.Event()
+        _install_signals(stop)
+        async with AsyncExitStack() as stack:
+            await self._single_instance(stack)
+            await _migrate(self.settings)
+            services = await stack.enter_async_context(build_services(self.settings))
+            metrics = Metrics()
+            watchdog = Watchdog.from_env()
+            components: list[Component] = []
+            if "scan" in self.parts:
+                tron = TronClient(self.settings.tron, services.http, metrics=metrics)
+                if not await self._lead(stack, stop):
+                    return 0
+                await ensure_start_cursor(self.settings, services.sessions, tron)
+                components.append(
+                    Follower(
+                        self.settings,
+                        services.sessions,
+                        tron,
+                        services.clock,
+                        metrics=metrics,
+                        watchdog=watchdog,
+                    )
+                )
+                components.append(Expirer(self.settings, services.sessions, services.clock))
+            if "deliver" in self.parts:
+                components.append(
+                    DeliveryWorker(
+                        self.settings,
+                        services.sessions,
+                        services.box,
+                        services.http,
+                        services.clock,
+                        worker_id=f"{socket.gethostname()}-{id(self)}",
+                        metrics=metrics,
+                    )
+                )
+            api = ApiServer(services, metrics) if "api" in self.parts else None
+            if api is not None:
+                components.append(api)
+            if watchdog.enabled:
+                components.append(_Named("watchdog", watchdog.run))
+            return await self._supervise(components, api, services, stop)
+        return 0
+
+    async def _single_instance(self, stack: AsyncExitStack) -> None:
+        path = sqlite_path(self.settings.database.url)
+        if path is None:
+            return
+        lock = SqliteInstanceLock(path)
+        lock.acquire()  # raises with a clear message when another daemon holds the file
+        stack.callback(lock.release)
+
+    async def _lead(self, stack: AsyncExitStack, stop: asyncio.Event) -> bool:
+        """On PostgreSQL exactly one scanner is active; the others stand by here."""
+        if sqlite_path(self.settings.database.url) is not None:
+            return True
+        if self.settings.database.url.startswith("sqlite"):
+            return True
+        lock = PgLeaderLock(self.settings.database.url, SCANNER_LOCK_KEY)
+        self.notifier.status("standing by for the scanner lock")
+        if not await lock.acquire(stop):
+            return False
+        stack.push_async_callback(lock.release)
+        log.info("scanner_leader_acquired")
+        return True
+
+    async def _supervise(
+        self,
+        components: list[Component],
+        api: ApiServer | None,
+        services: Services,
+        stop: asyncio.Event,
+    ) -> int:
+        tasks = {asyncio.create_task(c.run(stop), name=c.name): c for c in components}
+        if api is not None:
+            await _first(api.started.wait(), *tasks)
+        self.notifier.ready(f"running: {', '.join(sorted(self.parts))}")
+        log.info("daemon_ready", parts=sorted(self.parts))
+        if self.on_ready is not None:
+            await self.on_ready(services)
+        done, _ = await asyncio.wait(
+            [*tasks, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
+        failed = [t for t in done if t in tasks and not t.cancelled() and t.exception()]
+        for t in failed:
+            log.error("component_died", component=t.get_name(), error=repr(t.exception()))
+        stop.set()
+        self.notifier.stopping()
+        _, pending = await asyncio.wait(tasks, timeout=GRACE_S)
+        for t in pending:
+            log.warning("component_cancelled", component=t.get_name())
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        log.info("daemon_stopped")
+        return 1 if failed else 0
+
+
+@dataclass
+class _Named:
+    name: str
+    fn: Callable[[asyncio.Event], Awaitable[None]]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.fn(stop)
+
+
+async def _first(*aws: Awaitable[object]) -> None:
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for t in tasks[:1]:
+        if not t.done():
+            t.cancel()
+
+
+async def _migrate(settings: Settings) -> None:
+    """`watcher run` applies pending migrations itself: one less step for operators, and
+    upgrade() is safe against concurrent starts (advisory lock / BEGIN IMMEDIATE)."""
+    engine = create_engine(settings.database.url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+def _install_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)

@@ -1,0 +1,92 @@
+"""Per-customer limits (DESIGN §4): tracked by email, phone and metadata.userId; the strictest
+applies; sums in TRY over UTC days and months; 0 turns a limit off.
+
+Counted: payments that are not cancelled, failed or expired unpaid — money the customer has
+committed to, not abandoned checkouts. Checked inside the create transaction; on PostgreSQL an
+advisory lock per identifier serialises concurrent creates of one customer (SQLite's
+BEGIN IMMEDIATE already does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from sqlalchemy import func, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from watcher.config import LimitsSettings
+from watcher.db.models import Payment
+from watcher.errors import LimitExceeded
+from watcher.money import canonical, from_kurus, to_kurus
+from watcher.payments.request import CreateRequest
+
+_NOT_COUNTED = ("cancelled", "failed")
+
+
+def day_start_ms(now: int) -> int:
+    d = datetime.fromtimestamp(now / 1000, tz=UTC)
+    return int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp() * 1000)
+
+
+def month_start_ms(now: int) -> int:
+    d = datetime.fromtimestamp(now / 1000, tz=UTC)
+    return int(datetime(d.year, d.month, 1, tzinfo=UTC).timestamp() * 1000)
+
+
+def _identifiers(req: CreateRequest) -> list[tuple[str, object, str]]:
+    ids: list[tuple[str, object, str]] = []
+    if req.email:
+        ids.append(("email", Payment.email, req.email))
+    if req.phone:
+        ids.append(("phone", Payment.phone, req.phone))
+    if req.user_id:
+        ids.append(("metadata.userId", Payment.customer_user_id, req.user_id))
+    return ids
+
+
+def _active(limits: LimitsSettings) -> bool:
+    return bool(
+        limits.daily_count or limits.daily_sum or limits.monthly_count or limits.monthly_sum
+    )
+
+
+async def check(
+    session: AsyncSession, limits: LimitsSettings, req: CreateRequest, now: int
+) -> None:
+    if not _active(limits):
+        return
+    ids = _identifiers(req)
+    if session.bind.dialect.name == "postgresql":
+        for name, _, value in sorted(ids, key=lambda t: t[0]):
+            digest = hashlib.sha256(f"{name}:{value}".encode()).digest()
+            lock_key = int.from_bytes(digest[:8], "big", signed=True)
+            await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key})
+    windows = (
+        ("daily", day_start_ms(now), limits.daily_count, limits.daily_sum),
+        ("monthly", month_start_ms(now), limits.monthly_count, limits.monthly_sum),
+    )
+    for name, column, value in ids:
+        for period, since, max_count, max_sum in windows:
+            if not (max_count or max_sum):
+                continue
+            count, total = (
+                await session.execute(
+                    select(func.count(), func.coalesce(func.sum(Payment.amount_kurus), 0)).where(
+                        column == value,  # type: ignore[arg-type]
+                        Payment.created_ms >= since,
+                        Payment.status.not_in(_NOT_COUNTED),  # type: ignore[attr-defined]
+                        or_(Payment.status != "expired", Payment.received_micro > 0),
+                    )
+                )
+            ).one()
+            if max_count and count + 1 > max_count:
+                raise LimitExceeded(
+                    f"{period} payment count limit ({max_count}) reached for this {name}"
+                )
+            if max_sum and int(total) + to_kurus(req.amount) > to_kurus(max_sum):
+                left = max(0, to_kurus(max_sum) - int(total))
+                raise LimitExceeded(
+                    f"{period} limit of {canonical(max_sum)} TRY for this {name} would be exceeded "
+                    f"({canonical(from_kurus(left))} TRY left)"
+                )

@@ -1,0 +1,186 @@
+"""Payment creation (idempotent on externalRef), status lookup and cancellation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from watcher import jsonio
+from watcher.clock import Clock
+from watcher.config import Settings
+from watcher.db.models import ChainCursor, Payment
+from watcher.errors import DuplicateRef, InvalidRequest, InvalidState, NotFound, ProviderError
+from watcher.merchants import AuthedKey
+from watcher.money import canonical, to_kurus, to_micro, usdt_for_try
+from watcher.payments import limits
+from watcher.payments.events import record_event
+from watcher.payments.request import CreateRequest
+from watcher.payments.states import CANCELLED, PENDING
+from watcher.payments.switch import ensure_enabled
+from watcher.rates.base import Quote, RateSource
+from watcher.secrets import new_id
+from watcher.wallets.base import AddressAllocator
+
+log = structlog.get_logger("watcher.payments")
+
+
+@dataclass(frozen=True)
+class Created:
+    payment: Payment
+    created: bool  # False: an idempotent replay of an earlier request
+
+
+class PaymentService:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        rates: RateSource,
+        addresses: AddressAllocator,
+        clock: Clock,
+    ):
+        self._settings = settings
+        self._sessions = sessions
+        self._rates = rates
+        self._addresses = addresses
+        self._clock = clock
+
+    async def create(self, key: AuthedKey, req: CreateRequest) -> Created:
+        existing = await self._existing(key, req)
+        if existing is not None:
+            return Created(existing, created=False)
+        if req.provider != "crypto":
+            raise InvalidRequest(f"provider {req.provider!r} is not enabled on this server")
+        quote = await self._rates.quote()  # network I/O stays outside the transaction
+        try:
+            async with self._sessions() as session, session.begin():
+                await ensure_enabled(session)
+                payment = await self._insert(session, key, req, quote)
+        except IntegrityError:
+            # A concurrent request with the same ref won the insert: answer with its payment.
+            existing = await self._existing(key, req)
+            if existing is None:
+                raise
+            return Created(existing, created=False)
+        log.info(
+            "payment_created",
+            payment_id=payment.id,
+            merchant_id=key.merchant_id,
+            provider=payment.provider,
+            amount_try=canonical(req.amount),
+        )
+        return Created(payment, created=True)
+
+    async def _existing(self, key: AuthedKey, req: CreateRequest) -> Payment | None:
+        async with self._sessions() as session:
+            payment = await _by_ref(session, key, req.external_ref)
+        if payment is None:
+            return None
+        if payment.amount_kurus != to_kurus(req.amount) or payment.provider != req.provider:
+            raise DuplicateRef(
+                f"externalRef {req.external_ref!r} already exists with another "
+                f"{'amount' if payment.provider == req.provider else 'provider'}"
+            )
+        return payment
+
+    async def _insert(
+        self, session: AsyncSession, key: AuthedKey, req: CreateRequest, quote: Quote
+    ) -> Payment:
+        now = self._clock()
+        await limits.check(session, self._settings.limits, req, now)
+        head = await _seen_head(session)
+        ttl_ms = int(Decimal(str(self._settings.rates.quote_ttl_min)) * 60_000)
+        expires = now + ttl_ms
+        usdt = usdt_for_try(req.amount, quote.price, self._settings.rates.spread_percent)
+        payment = Payment(
+            id=new_id("txn_"),
+            merchant_id=key.merchant_id,
+            sandbox=key.sandbox,
+            external_ref=req.external_ref,
+            provider=req.provider,
+            amount_kurus=to_kurus(req.amount),
+            currency=req.currency,
+            full_name=req.full_name,
+            email=req.email,
+            phone=req.phone,
+            customer_user_id=req.user_id,
+            callback_url=req.callback_url,
+            return_url=req.return_url,
+            cancel_url=req.cancel_url,
+            metadata_json=jsonio.dumps(req.metadata),
+            status=PENDING,
+            created_ms=now,
+            updated_ms=now,
+            expires_ms=expires,
+            rate=canonical(quote.price),
+            created_block=head,
+        )
+        session.add(payment)
+        await session.flush()  # the unique (merchant, mode, ref) constraint fires here
+        late_ms = int(Decimal(str(self._settings.tron.late_window_h)) * 3_600_000)
+        allocation = await self._addresses.allocate(
+            session, payment.id, to_micro(usdt), expires + late_ms
+        )
+        payment.address = allocation.address
+        payment.address_index = allocation.index
+        payment.amount_micro = allocation.amount_micro
+        session.add(payment)
+        await session.flush()
+        return payment
+
+    async def get(self, key: AuthedKey, *, txn_id: str | None, ref: str | None) -> Payment:
+        async with self._sessions() as session:
+            if txn_id:
+                payment = await session.get(Payment, txn_id)
+                if payment and (
+                    payment.merchant_id != key.merchant_id or payment.sandbox != key.sandbox
+                ):
+                    payment = None
+            elif ref:
+                payment = await _by_ref(session, key, ref)
+            else:
+                raise InvalidRequest("give transactionId or externalRef")
+        if payment is None:
+            raise NotFound("no such transaction")
+        return payment
+
+    async def cancel(self, key: AuthedKey, txn_id: str) -> Payment:
+        async with self._sessions() as session, session.begin():
+            payment = await session.get(Payment, txn_id, with_for_update=True)
+            if payment is None or (
+                payment.merchant_id != key.merchant_id or payment.sandbox != key.sandbox
+            ):
+                raise NotFound("no such transaction")
+            if payment.status != PENDING:
+                raise InvalidState(
+                    f"only a pending payment can be cancelled; it is {payment.status}"
+                )
+            payment.status = CANCELLED
+            await record_event(session, payment, "payment.cancelled", self._clock())
+        log.info("payment_cancelled", payment_id=txn_id, merchant_id=key.merchant_id)
+        return payment
+
+
+async def _by_ref(session: AsyncSession, key: AuthedKey, ref: str) -> Payment | None:
+    return (
+        await session.execute(
+            select(Payment).where(
+                Payment.merchant_id == key.merchant_id,
+                Payment.sandbox == key.sandbox,
+                Payment.external_ref == ref,
+            )
+        )
+    ).scalar_one_or_none()
+
+
+async def _seen_head(session: AsyncSession) -> int:
+    """The head block at creation: transfers at or below it never count for the payment."""
+    cursor = await session.get(ChainCursor, "seen")
+    if cursor is None:
+        raise ProviderError("the chain follower has not started yet; try again shortly")
+    return cursor.block_number

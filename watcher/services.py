@@ -1,0 +1,65 @@
+"""The collaborators every part of the daemon shares, built once from settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from watcher import rates, wallets
+from watcher.clock import Clock, now_ms
+from watcher.config import Settings
+from watcher.db.engine import create_engine, session_factory
+from watcher.payments.service import PaymentService
+from watcher.rates.base import RateSource
+from watcher.secrets import SecretBox, load_box
+from watcher.wallets.base import AddressAllocator
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    box: SecretBox
+    rates: RateSource
+    addresses: AddressAllocator
+    http: httpx.AsyncClient
+    clock: Clock = now_ms
+    payments: PaymentService = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.payments = PaymentService(
+            self.settings, self.sessions, self.rates, self.addresses, self.clock
+        )
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        closer = getattr(self.rates, "close", None)
+        if closer is not None:
+            await closer()
+        await self.engine.dispose()
+
+
+@asynccontextmanager
+async def build_services(settings: Settings, clock: Clock = now_ms) -> AsyncIterator[Services]:
+    engine = create_engine(settings.database.url)
+    sessions = session_factory(engine)
+    http = httpx.AsyncClient(timeout=settings.tron.request_timeout_s, follow_redirects=False)
+    services = Services(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        box=load_box(settings.database.url),
+        rates=rates.build_rate_source(settings, http, sessions),
+        addresses=wallets.build_allocator(settings),
+        http=http,
+        clock=clock,
+    )
+    try:
+        yield services
+    finally:
+        await services.close()
