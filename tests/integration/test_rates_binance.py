@@ -186,3 +186,23 @@ async def test_max_age_zero_never_uses_a_stale_rate(
     fake.mode = "down"
     with pytest.raises(ProviderError):
         await rates.quote()
+
+
+@sqlite_only
+async def test_during_an_outage_binance_is_asked_again_only_after_cache_s(
+    binance: tuple[FakeBinance, str], sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    fake, url = binance
+    clock = FakeClock()
+    rates = source(url, sessions, clock, cache_s=10, max_age_s=300)
+    await rates.quote()
+    fake.mode = "error"
+    clock.advance(10)
+    assert (await rates.quote()).price == Decimal("35.5")
+    calls = fake.ticker_calls
+    clock.advance(9)
+    assert (await rates.quote()).price == Decimal("35.5")
+    assert fake.ticker_calls == calls
+    fake.mode, fake.price = "ok", Decimal("36")
+    clock.advance(1)
+    assert (await rates.quote()).price == Decimal("36")

@@ -5,7 +5,8 @@
   of 50 concurrent creates makes one upstream call (even with `cache_s = 0`).
 - Every fetched rate is stored in `rate_quote` (for `watcher rate show` and audits).
 - When Binance fails, the last rate (in memory, else the last stored one) is used while it is
-  at most `rates.max_age_s` old; otherwise ProviderError (502 PROVIDER_ERROR).
+  at most `rates.max_age_s` old, without asking Binance again for `cache_s`; otherwise
+  ProviderError (502 PROVIDER_ERROR).
 
 python-binance runs on aiohttp and lets aiohttp's own errors (connection refused, timeouts,
 content-type errors) escape unwrapped next to its BinanceAPIException and
@@ -82,10 +83,16 @@ class BinanceRateSource:
         self.source = f"binance {self._symbol} {settings.binance_base_url.rstrip('/')}"
         self._last: Quote | None = None
         self._inflight: asyncio.Future[Quote] | None = None
+        # After a failed fetch the stale rate is served without asking again for cache_s,
+        # so an outage does not make every create wait for a timeout.
+        self._quiet_until_ms = 0
 
     async def quote(self) -> Quote:
-        last = self._last
-        if last is not None and self._clock() - last.fetched_ms < self._cache_ms:
+        last, now = self._last, self._clock()
+        if last is not None and (
+            now - last.fetched_ms < self._cache_ms
+            or (now < self._quiet_until_ms and now - last.fetched_ms <= self._max_age_ms)
+        ):
             return last
         if self._inflight is None:
             self._inflight = asyncio.ensure_future(self._refresh())
@@ -138,6 +145,7 @@ class BinanceRateSource:
                 error=str(exc),
                 age_ms=now - last.fetched_ms,
             )
+            self._last, self._quiet_until_ms = last, now + self._cache_ms
             return last
         log.error("rate_unavailable", symbol=self._symbol, error=str(exc))
         raise ProviderError(f"the exchange rate is unavailable: {exc}") from exc
