@@ -1,0 +1,17 @@
+"""Deposit addresses: `hd` (a fresh address per payment from an xpub) or `pool` (a fixed
+list, payments told apart by amount)."""
+
+from __future__ import annotations
+
+from watcher.clock import Clock, now_ms
+from watcher.config import Settings
+from watcher.wallets.base import AddressAllocator
+from watcher.wallets.hd import HdAllocator
+from watcher.wallets.pool import PoolAllocator
+
+
+def build_allocator(settings: Settings, clock: Clock = now_ms) -> AddressAllocator:
+    """The allocator for `wallet.mode`; raises ConfigError naming the bad wallet.* key."""
+    if settings.wallet.mode == "hd":
+        return HdAllocator(settings.wallet.xpub)
+    return PoolAllocator(settings.wallet.addresses, clock)

@@ -1,0 +1,112 @@
+"""`hd` mode: one fresh address per payment, derived from an account-level xpub.
+
+Address i is the TRON address of child `0/i` of the account key (BIP44 m/44'/195'/0'/0/i):
+Base58Check of `0x41 ‖ keccak256(pubkey)[-20:]`, derived by bip_utils. The server holds the
+public key only, so it can watch addresses but never spend from them; an extended private key
+in the config is refused.
+
+The index comes from the `counter` row `hd_index` (UPDATE … SET value = value + 1
+RETURNING value) inside the create transaction: the row lock (PostgreSQL) or the single
+writer (SQLite, BEGIN IMMEDIATE) makes concurrent creates take distinct indexes, and a create
+that rolls back gives its index back. Payments that are never paid leave unused addresses; a
+wallet restored from the seed must scan past BIP44's gap limit of 20 to find later ones.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from bip_utils import Bip32KeyError, Bip44, Bip44Changes, Bip44Coins, Bip44Levels
+from bip_utils.base58.base58_ex import Base58ChecksumError
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from watcher.config import ConfigError
+from watcher.db.models import Counter
+from watcher.wallets.base import Allocation
+
+HD_COUNTER: Final = "hd_index"
+
+# PUBLIC TEST KEY, for the demo, the devchain and tests only: the account xpub
+# (m/44'/195'/0') of the BIP39 test mnemonic "abandon abandon abandon abandon abandon abandon
+# abandon abandon abandon abandon abandon about" (empty passphrase). Its private keys are
+# known to everyone: anything sent to its addresses on a real chain is lost to the first taker.
+# Index 0 is TUEZSdKsoDHQMeZwihtdoBiN46zxhGWYdH, 1 is TSeJkUh4Qv67VNFwY8LaAxERygNdy6NQZK.
+DEMO_XPUB: Final = (
+    "xpub6D1AabNHCupeiLM65ZR9UStMhJ1vCpyV4XbZdyhMZBiJXALQtmn9p42VTQckoHVn8WNqS7dqnJokZHAHcHGoaQgm"
+    "v8D45oNUKx6DZMNZBCd"
+)
+
+
+class HdDeriver:
+    """Addresses `0/i` of an account-level TRON xpub."""
+
+    def __init__(self, xpub: str) -> None:
+        self._external = _account(xpub.strip()).Change(Bip44Changes.CHAIN_EXT)
+
+    def address(self, index: int) -> str:
+        if not 0 <= index < 2**31:
+            raise ValueError(f"address index {index} is outside 0 … 2^31-1")
+        return str(self._external.AddressIndex(index).PublicKey().ToAddress())
+
+
+def _account(xpub: str) -> Bip44:
+    if not xpub:
+        raise ConfigError("wallet.xpub is empty: hd mode needs the account xpub (m/44'/195'/0')")
+    try:
+        key = Bip44.FromExtendedKey(xpub, Bip44Coins.TRON)
+    except (Bip32KeyError, Base58ChecksumError, ValueError) as exc:
+        raise ConfigError(f"wallet.xpub is not a valid extended public key: {exc}") from exc
+    if not key.IsPublicOnly():
+        raise ConfigError(
+            "wallet.xpub is an extended PRIVATE key: give the account xpub; "
+            "the server must never hold a private key"
+        )
+    if key.Level() != Bip44Levels.ACCOUNT:
+        raise ConfigError(
+            f"wallet.xpub is at depth {int(key.Level())}, not an account-level key: "
+            "export the xpub of m/44'/195'/0' (depth 3)"
+        )
+    return key
+
+
+async def next_index(session: AsyncSession, name: str = HD_COUNTER) -> int:
+    """The next index of counter `name` (0, 1, 2, …), atomically, in the caller's transaction."""
+    value = await _bump(session, name)
+    if value is None:
+        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        await session.execute(
+            insert(Counter).values(name=name, value=0).on_conflict_do_nothing(
+                index_elements=["name"]
+            )
+        )
+        value = await _bump(session, name)
+    if value is None:
+        raise RuntimeError(f"counter {name!r} could not be created")
+    return value - 1
+
+
+async def _bump(session: AsyncSession, name: str) -> int | None:
+    result = await session.execute(
+        update(Counter)
+        .where(col(Counter.name) == name)
+        .values(value=col(Counter.value) + 1)
+        .returning(col(Counter.value))
+    )
+    return result.scalar_one_or_none()
+
+
+class HdAllocator:
+    """AddressAllocator for `hd` mode: a fresh derived address per payment."""
+
+    def __init__(self, xpub: str) -> None:
+        self.deriver = HdDeriver(xpub)
+
+    async def allocate(
+        self, session: AsyncSession, payment_id: str, amount_micro: int, release_ms: int
+    ) -> Allocation:
+        index = await next_index(session)
+        return Allocation(self.deriver.address(index), index, amount_micro)
