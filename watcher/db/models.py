@@ -181,6 +181,8 @@ class ChainCursor(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=16)
     block_number: int = Field(sa_column=_big(nullable=False))
     block_id: str = Field(default="", max_length=64)
+    # The block's timestamp: payments expire only once the chain is read past their deadline.
+    block_ms: int = Field(default=0, sa_column=_big(nullable=False, default=0))
     updated_ms: int = Field(sa_column=_big(nullable=False))
 
 
