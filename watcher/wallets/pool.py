@@ -60,7 +60,7 @@ class PoolAllocator:
             .where(col(AddressTag.release_ms) > now)
             .group_by(col(AddressTag.address))
         )
-        held = {address: count for address, count in rows.tuples()}
+        held: dict[str, int] = {address: count for address, count in rows.all()}
         order = list(self.addresses)
         random.shuffle(order)
         return sorted(order, key=lambda a: held.get(a, 0))
