@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from watcher.clock import now_ms
 from watcher.config import MAINNET_USDT
+from watcher.devchain import render
 from watcher.devchain.blocks import Block, Tx, seal
 from watcher.devchain.faults import Fault, FaultQueue
 from watcher.devchain.traffic import Traffic
@@ -201,9 +202,11 @@ class DevChain:
     ) -> None:
         """Mine `blocks` blocks of `txs` transactions, `usdt_transfers` of them successful
         USDT transfers (to addresses drawn from `recipients`, random ones by default), the
-        rest TRX transfers, other contracts and failed USDT calls. Pending transactions go
-        into the first block. For benchmarks: about 100 µs a block-transaction less than
-        rendering, bodies are rendered on first request."""
+        rest TRX transfers, other contracts' calls and failed USDT calls. Pending
+        transactions go into the first block.
+
+        For replay benchmarks: the bodies a follower reads (header and transaction infos,
+        hex form) are rendered here, so serving them costs the server next to nothing."""
         if not 0 <= usdt_transfers <= txs:
             raise ValueError("usdt_transfers must be between 0 and txs")
         pool = [to_hex(r) for r in recipients] if recipients else None
@@ -215,7 +218,9 @@ class DevChain:
                 made.extend(traffic.filler(at, usdt=False) for _ in range(txs - usdt_transfers))
                 traffic.rng.shuffle(made)
                 pending, self._pending = self._pending, []
-                self._append((*pending, *made))
+                blk = self._append((*pending, *made))
+                render.cached(blk, "header", False)
+                render.cached(blk, "infos", False)
 
     def fork(self, depth: int, *, drop: set[str] | None = None, move: bool = True) -> None:
         """Replace the last `depth` blocks with new blocks at the same heights.

@@ -92,7 +92,7 @@ class DevChainServer:
         self.url = f"http://{self.host}:{port}"
         if self.block_time_ms:
             self._miner = asyncio.create_task(self._mine_forever(self.block_time_ms / 1000))
-        log.info("devchain_started", url=self.url, head=self.chain.head_number)
+        log.info("devchain.started", url=self.url, head=self.chain.head_number)
 
     async def stop(self) -> None:
         if self._miner is not None:
@@ -107,7 +107,20 @@ class DevChainServer:
             self._server.should_exit = True
             await self._serving
             self._server = self._serving = None
-        log.info("devchain_stopped", url=self.url)
+        log.info("devchain.stopped", url=self.url)
+
+    async def serve(self) -> None:
+        """Start, serve until the process gets SIGINT or SIGTERM, then stop."""
+        await self.start()
+        await self.wait()
+
+    async def wait(self) -> None:
+        """Once started: serve until the process gets SIGINT or SIGTERM, then stop."""
+        try:
+            if self._serving is not None:
+                await self._serving
+        finally:
+            await self.stop()
 
     async def __aenter__(self) -> DevChainServer:
         await self.start()
@@ -178,7 +191,7 @@ class DevChainServer:
             return Response(error_body("ApiKey not exists"), status_code=401, media_type=_JSON)
         fault = self.chain.take_fault(path)
         if fault is not None:
-            log.info("devchain_fault", path=path, kind=fault.kind.value)
+            log.info("devchain.fault", path=path, kind=fault.kind.value)
             early = await self._play(fault)
             if early is not None:
                 return early
@@ -229,7 +242,7 @@ class DevChainServer:
             await asyncio.sleep(max(0.0, next_at - loop.time()))
             next_at += interval_s
             numbers = self.chain.mine(1)
-            log.debug("devchain_mined", block=numbers[0])
+            log.debug("devchain.mined", block=numbers[0])
 
 
 class _RequestLog:

@@ -82,7 +82,7 @@ class Traffic:
             kind=TxKind.TRX,
             owner=self.address(),
             target=self.address(),
-            amount=self.rng.randrange(1, 10_000_000_000),
+            amount=1 + self.rng.getrandbits(34) % 10_000_000_000,
             created_ms=created_ms,
         )
 
@@ -105,7 +105,7 @@ class Traffic:
 
     def amount(self) -> int:
         """A plausible USDT amount in micro-USDT (1 to 10 000 USDT)."""
-        return self.rng.randrange(1_000_000, 10_000_000_000)
+        return 1_000_000 + self.rng.getrandbits(34) % 9_999_000_000
 
     def _other_contract(self, created_ms: int) -> Tx:
         """A call of some other token: a Transfer or Approval log not emitted by USDT."""

@@ -1,0 +1,101 @@
+"""`watcher devchain`: the local TRON node and Binance ticker simulator, standalone.
+
+For the demo and for e2e tests in other processes, which drive it through its control API
+(POST /_dev/transfer, /_dev/mine, /_dev/fork, /_dev/fault; GET /_dev/state).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Annotated
+
+import typer
+
+from watcher.cli.common import fail, out, print_json, run, state
+from watcher.config import MAINNET_USDT
+from watcher.devchain.binance import FakeBinance
+from watcher.devchain.chain import DevChain
+from watcher.devchain.server import DevChainServer
+from watcher.logs import configure_logging
+from watcher.tron.address import is_valid
+
+app = typer.Typer(invoke_without_command=True)
+
+
+@app.callback()
+def devchain(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 8090,
+    block_time_ms: Annotated[
+        int, typer.Option(help="Mine a block every this many ms; 0 mines only on request.")
+    ] = 3000,
+    solidify_lag: Annotated[
+        int, typer.Option(help="Blocks between the head and the solidified head.")
+    ] = 19,
+    usdt_price: Annotated[str, typer.Option(help="USDTTRY price the ticker answers.")] = "35.50",
+    usdt_contract: Annotated[str, typer.Option(help="The USDT contract (base58).")] = MAINNET_USDT,
+    start_number: Annotated[int, typer.Option(help="Number of the first block.")] = 1_000_000,
+    seed: Annotated[int, typer.Option(help="Seed of the chain's randomness.")] = 0,
+    api_key: Annotated[
+        str | None, typer.Option(help="Require this TRON-PRO-API-KEY header.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+) -> None:
+    """Run a local TRON node simulator (java-tron HTTP API) with a Binance USDTTRY ticker."""
+    configure_logging(state(ctx).settings.log)
+    try:
+        price = Decimal(usdt_price)
+    except InvalidOperation:
+        fail(f"--usdt-price {usdt_price!r} is not a number")
+    if not price.is_finite() or price <= 0:
+        fail("--usdt-price must be a positive number")
+    if not is_valid(usdt_contract):
+        fail(f"--usdt-contract {usdt_contract!r} is not a TRON address")
+    if solidify_lag < 0 or block_time_ms < 0:
+        fail("--solidify-lag and --block-time-ms must not be negative")
+    chain = DevChain(
+        usdt_contract=usdt_contract, solidify_lag=solidify_lag, start_number=start_number, seed=seed
+    )
+    server = DevChainServer(
+        chain,
+        host=host,
+        port=port,
+        block_time_ms=block_time_ms or None,
+        binance=FakeBinance(price=price),
+        api_key=api_key,
+    )
+    try:
+        run(_serve(server, as_json))
+    except KeyboardInterrupt:
+        pass
+
+
+async def _serve(server: DevChainServer, as_json: bool) -> None:
+    await server.start()
+    try:
+        _announce(server, as_json)
+    except BaseException:
+        await server.stop()
+        raise
+    await server.wait()
+
+
+def _announce(server: DevChainServer, as_json: bool) -> None:
+    chain = server.chain
+    info = {
+        "url": server.url,
+        "binance_url": server.url,
+        "usdt_contract": chain.usdt_contract,
+        "head": chain.head_number,
+        "solidify_lag": chain.solidify_lag,
+        "block_time_ms": server.block_time_ms,
+    }
+    if as_json:
+        print_json(info)
+        return
+    out.print(f"[bold green]devchain[/bold green] listening on {server.url}")
+    out.print(f"  USDT contract  {chain.usdt_contract}")
+    out.print(f"  head block     {chain.head_number} (solidified {chain.solid_number})")
+    out.print(f"  Binance        {server.url}/api/v3/ticker/price?symbol=USDTTRY")
+    out.print(f"  control        {server.url}/_dev/state  (Ctrl-C stops)")
