@@ -1,0 +1,133 @@
+"""GET /healthz and GET /metrics.
+
+/healthz answers 200 {"status": "ok", "checks": {...}} or 503 {"status": "degraded", ...}:
+- database: a round trip within a few seconds;
+- follower: from the chain_cursor table, so any process (API-only ones too) can tell. The
+  `seen` cursor must exist, be at most tron.max_lag_blocks ahead of `final`, and have moved
+  within the time those blocks take (3 s each): a stuck follower or a stalled node shows as a
+  cursor that stopped moving. Chain lag is reported, never used to restart anything.
+- delivery: pending callbacks that are due, and how long the oldest has waited. Callbacks
+  parked as dead are counted but do not degrade: a merchant's broken endpoint is theirs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
+
+from watcher.config import Settings
+from watcher.db.models import Callback, ChainCursor
+from watcher.errors import NotFound
+
+log = structlog.get_logger("watcher.health")
+
+router = APIRouter()
+
+BLOCK_INTERVAL_S = 3  # TRON produces a block every 3 s
+DELIVERY_MAX_WAIT_S = 300  # a due callback waiting longer means no delivery worker is keeping up
+CHECK_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Health:
+    ok: bool
+    checks: dict[str, dict[str, Any]]
+
+    def body(self) -> dict[str, Any]:
+        return {"status": "ok" if self.ok else "degraded", "checks": self.checks}
+
+
+async def check_health(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings, now: int
+) -> Health:
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S), sessions() as session:
+            await session.execute(text("SELECT 1"))
+            follower = await _follower(session, settings.tron.max_lag_blocks, now)
+            delivery = await _delivery(session, now)
+    except Exception as exc:
+        # The error class only: driver messages can carry hosts and SQL.
+        log.warning("health.database_unreachable", error=repr(exc))
+        unknown = {"ok": False, "reason": "database unreachable"}
+        database = {"ok": False, "error": type(exc).__name__}
+        return Health(False, {"database": database, "follower": unknown, "delivery": unknown})
+    checks = {"database": {"ok": True}, "follower": follower, "delivery": delivery}
+    return Health(all(c["ok"] for c in checks.values()), checks)
+
+
+async def _follower(session: AsyncSession, max_lag: int, now: int) -> dict[str, Any]:
+    rows = (await session.execute(select(ChainCursor))).scalars()
+    cursors = {c.name: c for c in rows}
+    seen, final = cursors.get("seen"), cursors.get("final")
+    if seen is None:
+        return {"ok": False, "reason": "no chain cursor yet: the scanner has not started"}
+    age_s = max(0, now - seen.updated_ms) / 1000
+    lag = seen.block_number - final.block_number if final is not None else None
+    max_age_s = max_lag * BLOCK_INTERVAL_S
+    report: dict[str, Any] = {
+        "ok": (lag is None or lag <= max_lag) and age_s <= max_age_s,
+        "seen": seen.block_number,
+        "final": final.block_number if final is not None else None,
+        "lag_blocks": lag,
+        "max_lag_blocks": max_lag,
+        "seen_age_s": age_s,
+        "max_seen_age_s": max_age_s,
+    }
+    if lag is not None and lag > max_lag:
+        report["reason"] = f"final is {lag} blocks behind seen"
+    elif age_s > max_age_s:
+        report["reason"] = f"the seen cursor has not moved for {age_s:.0f} s"
+    return report
+
+
+async def _delivery(session: AsyncSession, now: int) -> dict[str, Any]:
+    due, oldest = (
+        await session.execute(
+            select(func.count(), func.min(col(Callback.next_attempt_ms))).where(
+                col(Callback.status) == "pending", col(Callback.next_attempt_ms) <= now
+            )
+        )
+    ).one()
+    dead = await session.scalar(
+        select(func.count()).select_from(Callback).where(col(Callback.status) == "dead")
+    )
+    oldest_s = max(0, now - oldest) / 1000 if oldest is not None else 0
+    report: dict[str, Any] = {
+        "ok": oldest_s <= DELIVERY_MAX_WAIT_S,
+        "due": due,
+        "oldest_due_s": oldest_s,
+        "max_wait_s": DELIVERY_MAX_WAIT_S,
+        "dead": dead or 0,
+    }
+    if not report["ok"]:
+        report["reason"] = f"{due} callbacks due, the oldest for {oldest_s:.0f} s"
+    return report
+
+
+@router.get("/healthz", include_in_schema=False)
+async def healthz(request: Request) -> JSONResponse:
+    services = request.app.state.services
+    health = await check_health(services.sessions, services.settings, services.clock())
+    return JSONResponse(health.body(), status_code=200 if health.ok else 503)
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    m = getattr(request.app.state, "metrics", None)
+    if m is None:
+        raise NotFound("metrics are not enabled in this process")
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            await m.refresh(request.app.state.services.sessions)
+    except Exception as exc:  # serve what we have; watcher_database_up says why it is stale
+        log.warning("metrics.refresh_failed", error=repr(exc))
+    body, content_type = m.render()
+    return Response(body, media_type=content_type)
