@@ -20,6 +20,7 @@ from typing import Protocol
 import structlog
 import uvicorn
 
+from watcher.api import serving
 from watcher.api.app import create_app
 from watcher.callbacks.delivery import DeliveryWorker
 from watcher.config import Settings
@@ -56,7 +57,6 @@ class ApiServer:
 
     services: Services
     metrics: Metrics
-    sock: socket.socket | None = None
     name: str = "api"
     started: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -71,28 +71,18 @@ class ApiServer:
             lifespan="off",
             timeout_graceful_shutdown=int(GRACE_S),
         )
-        server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        serving = asyncio.create_task(server.serve(sockets=[self.sock] if self.sock else None))
-        while not server.started and not serving.done():
-            await asyncio.sleep(0.02)
-        if serving.done():
-            await serving  # re-raise why it could not start (port taken, …)
+        server = serving.Server(config)
+        try:
+            task = await serving.start(server)
+        except (OSError, SystemExit) as exc:
             raise DaemonError(
-                f"the API could not listen on {settings.api.host}:{settings.api.port}"
-            )
+                f"the API could not listen on {settings.api.host}:{settings.api.port}: {exc}"
+            ) from exc
         self.started.set()
-        log.info("api_listening", host=settings.api.host, port=_port(server, settings))
+        log.info("api_listening", host=settings.api.host, port=server.port)
         await stop.wait()
         server.should_exit = True
-        await serving
-
-
-def _port(server: uvicorn.Server, settings: Settings) -> int:
-    for srv in server.servers:
-        for sock in srv.sockets:
-            return int(sock.getsockname()[1])
-    return settings.api.port
+        await task
 
 
 @dataclass

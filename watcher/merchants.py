@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from watcher.clock import now_ms
 from watcher.db.models import ApiKey, Merchant
@@ -51,7 +52,7 @@ async def create_merchant(session: AsyncSession, box: SecretBox, name: str) -> C
     name = name.strip()
     if not name:
         raise ValueError("merchant name is empty")
-    if (await session.execute(select(Merchant.id).where(Merchant.name == name))).first():
+    if (await session.execute(select(col(Merchant.id)).where(col(Merchant.name) == name))).first():
         raise MerchantExists(f"merchant {name!r} already exists")
     secret = new_webhook_secret()
     merchant = Merchant(name=name, webhook_secret_enc=box.encrypt(secret), created_ms=now_ms())
@@ -81,7 +82,7 @@ async def _issue_keys(session: AsyncSession, merchant_id: int) -> tuple[str, str
 
 
 async def find_merchant(session: AsyncSession, ref: str) -> Merchant:
-    cond = Merchant.id == int(ref) if ref.isdigit() else Merchant.name == ref
+    cond = col(Merchant.id) == int(ref) if ref.isdigit() else col(Merchant.name) == ref
     merchant = (await session.execute(select(Merchant).where(cond))).scalar_one_or_none()
     if merchant is None:
         raise MerchantNotFound(f"no merchant {ref!r}")
@@ -94,7 +95,7 @@ async def rotate(session: AsyncSession, box: SecretBox, ref: str, *, secret: boo
     assert merchant.id is not None
     await session.execute(
         update(ApiKey)
-        .where(ApiKey.merchant_id == merchant.id, ApiKey.revoked_ms.is_(None))  # type: ignore[union-attr]
+        .where(col(ApiKey.merchant_id) == merchant.id, col(ApiKey.revoked_ms).is_(None))
         .values(revoked_ms=now_ms())
     )
     live, test = await _issue_keys(session, merchant.id)
@@ -115,12 +116,14 @@ async def authenticate(session: AsyncSession, key: str) -> AuthedKey | None:
         return None
     row = (
         await session.execute(
-            select(ApiKey.id, ApiKey.merchant_id, ApiKey.sandbox, ApiKey.key_hash)
-            .join(Merchant, Merchant.id == ApiKey.merchant_id)
+            select(
+                col(ApiKey.id), col(ApiKey.merchant_id), col(ApiKey.sandbox), col(ApiKey.key_hash)
+            )
+            .join(Merchant, col(Merchant.id) == col(ApiKey.merchant_id))
             .where(
-                ApiKey.key_hash == hash_api_key(key),
-                ApiKey.revoked_ms.is_(None),  # type: ignore[union-attr]
-                Merchant.disabled.is_(False),  # type: ignore[attr-defined]
+                col(ApiKey.key_hash) == hash_api_key(key),
+                col(ApiKey.revoked_ms).is_(None),
+                col(Merchant.disabled).is_(False),
             )
         )
     ).first()
@@ -131,6 +134,8 @@ async def authenticate(session: AsyncSession, key: str) -> AuthedKey | None:
 
 async def webhook_secret(session: AsyncSession, box: SecretBox, merchant_id: int) -> str:
     enc = (
-        await session.execute(select(Merchant.webhook_secret_enc).where(Merchant.id == merchant_id))
+        await session.execute(
+            select(col(Merchant.webhook_secret_enc)).where(col(Merchant.id) == merchant_id)
+        )
     ).scalar_one()
     return box.decrypt(enc)

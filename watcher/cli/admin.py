@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from watcher.cli.common import database, out, print_json, run, state, with_session
 from watcher.cli.merchant import show_credentials
@@ -46,7 +47,7 @@ def register(app: typer.Typer) -> None:
         run(migrate(settings))
 
         async def go(session: AsyncSession) -> Credentials | None:
-            if (await session.execute(select(Merchant.id).limit(1))).first():
+            if (await session.execute(select(col(Merchant.id)).limit(1))).first():
                 return None
             return await create_merchant(session, box, name)
 

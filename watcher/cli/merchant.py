@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from watcher.cli.common import fail, out, print_json, run, state, with_session
 from watcher.clock import iso
@@ -55,21 +56,21 @@ def list_(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
     async def go(session: AsyncSession) -> list[dict[str, object]]:
         keys = (
-            select(ApiKey.merchant_id, func.count().label("n"))
-            .where(ApiKey.revoked_ms.is_(None))  # type: ignore[union-attr]
-            .group_by(ApiKey.merchant_id)
+            select(col(ApiKey.merchant_id), func.count().label("n"))
+            .where(col(ApiKey.revoked_ms).is_(None))
+            .group_by(col(ApiKey.merchant_id))
             .subquery()
         )
         pays = (
-            select(Payment.merchant_id, func.count().label("n"))
-            .group_by(Payment.merchant_id)
+            select(col(Payment.merchant_id), func.count().label("n"))
+            .group_by(col(Payment.merchant_id))
             .subquery()
         )
         rows = await session.execute(
             select(Merchant, keys.c.n, pays.c.n)
-            .outerjoin(keys, keys.c.merchant_id == Merchant.id)
-            .outerjoin(pays, pays.c.merchant_id == Merchant.id)
-            .order_by(Merchant.id)
+            .outerjoin(keys, keys.c.merchant_id == col(Merchant.id))
+            .outerjoin(pays, pays.c.merchant_id == col(Merchant.id))
+            .order_by(col(Merchant.id))
         )
         return [
             {

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from watcher import jsonio
 from watcher.cli.common import fail, out, print_json, run, state, with_session
@@ -37,13 +38,13 @@ def list_(
     settings = state(ctx).settings
 
     async def go(session: AsyncSession) -> list[Payment]:
-        q = select(Payment).order_by(Payment.created_ms.desc()).limit(limit)  # type: ignore[attr-defined]
+        q = select(Payment).order_by(col(Payment.created_ms).desc()).limit(limit)
         if status:
-            q = q.where(Payment.status == status)
+            q = q.where(col(Payment.status) == status)
         if ref:
-            q = q.where(Payment.external_ref == ref)
+            q = q.where(col(Payment.external_ref) == ref)
         if merchant is not None:
-            q = q.where(Payment.merchant_id == merchant)
+            q = q.where(col(Payment.merchant_id) == merchant)
         return list((await session.execute(q)).scalars())
 
     rows = run(with_session(settings, go))
@@ -95,26 +96,32 @@ def show(ctx: typer.Context, payment_id: str, as_json: JsonOpt = False) -> None:
             return None
         transfers = (
             await session.execute(
-                select(Transfer).where(Transfer.payment_id == p.id).order_by(Transfer.block_number)
+                select(Transfer)
+                .where(col(Transfer.payment_id) == p.id)
+                .order_by(col(Transfer.block_number))
             )
         ).scalars()
         events = (
             await session.execute(
                 select(PaymentEvent)
-                .where(PaymentEvent.payment_id == p.id)
-                .order_by(PaymentEvent.id)
+                .where(col(PaymentEvent.payment_id) == p.id)
+                .order_by(col(PaymentEvent.id))
             )
         ).scalars()
         callbacks = list(
             (
-                await session.execute(select(CallbackRow).where(CallbackRow.payment_id == p.id))
+                await session.execute(
+                    select(CallbackRow).where(col(CallbackRow.payment_id) == p.id)
+                )
             ).scalars()
         )
         attempts = {
             c.id: len(
                 (
                     await session.execute(
-                        select(CallbackAttempt.id).where(CallbackAttempt.callback_id == c.id)
+                        select(col(CallbackAttempt.id)).where(
+                            col(CallbackAttempt.callback_id) == c.id
+                        )
                     )
                 ).all()
             )

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from watcher.clock import iso
 from watcher.db.models import Callback, Payment, PaymentEvent, Transfer
@@ -22,9 +23,9 @@ from watcher.secrets import new_id
 
 async def payment_txids(session: AsyncSession, payment_id: str) -> list[str]:
     rows = await session.execute(
-        select(Transfer.txid)
-        .where(Transfer.payment_id == payment_id, Transfer.state != "dropped")
-        .order_by(Transfer.block_number, Transfer.log_index)
+        select(col(Transfer.txid))
+        .where(col(Transfer.payment_id) == payment_id, col(Transfer.state) != "dropped")
+        .order_by(col(Transfer.block_number), col(Transfer.log_index))
     )
     return list(dict.fromkeys(r[0] for r in rows))
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from watcher.config import LimitsSettings
 from watcher.db.models import Payment
@@ -37,11 +38,11 @@ def month_start_ms(now: int) -> int:
 def _identifiers(req: CreateRequest) -> list[tuple[str, object, str]]:
     ids: list[tuple[str, object, str]] = []
     if req.email:
-        ids.append(("email", Payment.email, req.email))
+        ids.append(("email", col(Payment.email), req.email))
     if req.phone:
-        ids.append(("phone", Payment.phone, req.phone))
+        ids.append(("phone", col(Payment.phone), req.phone))
     if req.user_id:
-        ids.append(("metadata.userId", Payment.customer_user_id, req.user_id))
+        ids.append(("metadata.userId", col(Payment.customer_user_id), req.user_id))
     return ids
 
 
@@ -57,7 +58,7 @@ async def check(
     if not _active(limits):
         return
     ids = _identifiers(req)
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         for name, _, value in sorted(ids, key=lambda t: t[0]):
             digest = hashlib.sha256(f"{name}:{value}".encode()).digest()
             lock_key = int.from_bytes(digest[:8], "big", signed=True)
@@ -72,11 +73,13 @@ async def check(
                 continue
             count, total = (
                 await session.execute(
-                    select(func.count(), func.coalesce(func.sum(Payment.amount_kurus), 0)).where(
+                    select(
+                        func.count(), func.coalesce(func.sum(col(Payment.amount_kurus)), 0)
+                    ).where(
                         column == value,  # type: ignore[arg-type]
-                        Payment.created_ms >= since,
-                        Payment.status.not_in(_NOT_COUNTED),  # type: ignore[attr-defined]
-                        or_(Payment.status != "expired", Payment.received_micro > 0),
+                        col(Payment.created_ms) >= since,
+                        col(Payment.status).not_in(_NOT_COUNTED),
+                        or_(col(Payment.status) != "expired", col(Payment.received_micro) > 0),
                     )
                 )
             ).one()

@@ -9,6 +9,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from watcher import jsonio
 from watcher.clock import Clock
@@ -170,9 +171,9 @@ async def _by_ref(session: AsyncSession, key: AuthedKey, ref: str) -> Payment | 
     return (
         await session.execute(
             select(Payment).where(
-                Payment.merchant_id == key.merchant_id,
-                Payment.sandbox == key.sandbox,
-                Payment.external_ref == ref,
+                col(Payment.merchant_id) == key.merchant_id,
+                col(Payment.sandbox) == key.sandbox,
+                col(Payment.external_ref) == ref,
             )
         )
     ).scalar_one_or_none()
