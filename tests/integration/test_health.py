@@ -171,6 +171,7 @@ async def test_metrics_scrape_shows_payments_callbacks_follower_and_rate(probe: 
     with probe.metrics.time_node_request("/wallet/getblock"):
         pass
     await probe.http.get("/healthz")
+    await probe.http.get("/wp-admin/setup-config.php")  # probes do not become labels
 
     r = await probe.http.get("/metrics")
     assert r.status_code == 200
@@ -197,6 +198,8 @@ async def test_metrics_scrape_shows_payments_callbacks_follower_and_rate(probe: 
     assert samples[("watcher_node_request_seconds_count", endpoint)] == 1
     healthz = (("method", "GET"), ("route", "/healthz"), ("status", "200"))
     assert samples[("watcher_http_requests_total", healthz)] == 1
+    unmatched = (("method", "GET"), ("route", "unmatched"), ("status", "404"))
+    assert samples[("watcher_http_requests_total", unmatched)] == 1
 
 
 async def test_an_unreachable_database_is_reported_without_its_address() -> None:
