@@ -99,6 +99,9 @@ async def record_event(
         data_json=_encode(data),
     )
     session.add(event)
+    # The callback row references the event (FK) and the unit of work does not order inserts
+    # of tables without a relationship(): write the event first.
+    await session.flush()
     if payment.callback_url:
         session.add(
             Callback(
