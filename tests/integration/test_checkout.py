@@ -1,0 +1,156 @@
+"""The hosted checkout page over real HTTP: what a payer sees, and what they must not see."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from watcher import jsonio
+from watcher.api.checkout import router
+from watcher.api.errors import install
+from watcher.db.engine import transaction
+from watcher.db.models import Merchant, Payment
+
+pytestmark = pytest.mark.parametrize("db_kind", ["sqlite"])  # storage is not the point here
+
+T0 = 1_790_000_000_000
+TXN = "txn_" + "ab" * 16
+ADDRESS = "TUEZSdKsoDHQMeZwihtdoBiN46zxhGWYdH"
+
+
+class FakeServices:
+    """What the checkout router reads from app.state.services."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], now: int) -> None:
+        self.sessions = sessions
+        self.clock = lambda: now
+
+
+async def add_payment(
+    sessions: async_sessionmaker[AsyncSession], pid: str = TXN, **fields: object
+) -> None:
+    values: dict[str, object] = {
+        "id": pid,
+        "merchant_id": 1,
+        "external_ref": pid,
+        "provider": "crypto",
+        "amount_kurus": 1_000_000,
+        "full_name": "Ayşe Yılmaz",
+        "email": "ayse@example.com",
+        "phone": "+905551234567",
+        "created_ms": T0,
+        "updated_ms": T0,
+        "expires_ms": T0 + 30 * 60_000,
+        "address": ADDRESS,
+        "address_index": 0,
+        "amount_micro": 281_690_000,
+        "rate": "35.5",
+        "return_url": "https://shop.example/thanks?order=42",
+        **fields,
+    }
+    async with transaction(sessions) as s:
+        s.add(Payment.model_validate(values))
+
+
+@pytest.fixture
+async def client(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[httpx.AsyncClient]:
+    async with transaction(sessions) as s:
+        s.add(Merchant(id=1, name="Kahve <Dükkanı>", webhook_secret_enc="enc", created_ms=T0))
+    app = FastAPI()
+    install(app)
+    app.include_router(router)
+    app.state.services = FakeServices(sessions, T0 + 5 * 60_000)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://checkout.test") as c:
+        yield c
+
+
+async def test_the_page_shows_address_amounts_qr_and_deadline(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await add_payment(sessions)
+    r = await client.get(f"/pay/{TXN}")
+    assert r.status_code == 200
+    html = r.text
+    assert ADDRESS in html and ">281.69<" in html and "10,000.00" in html
+    assert "1 USDT = 35.5 TRY" in html
+    assert "TRC20" in html and "<svg" in html
+    assert 'data-expires-in="1500000"' in html  # 25 minutes left, by the server's clock
+    assert r.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+
+
+async def test_the_page_shows_nothing_private_and_escapes_the_merchant_name(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await add_payment(sessions)
+    html = (await client.get(f"/pay/{TXN}")).text
+    assert "Kahve &lt;Dükkanı&gt;" in html and "<Dükkanı>" not in html
+    for private in ("ayse@example.com", "+905551234567", "Ayşe", "enc"):
+        assert private not in html.replace("encoding", "")
+
+
+async def test_status_json_reports_partial_payment_and_what_is_still_due(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await add_payment(sessions, received_micro=100_000_000, confirming_micro=80_000_000)
+    r = await client.get(f"/pay/{TXN}/status.json")
+    st = jsonio.loads(r.content)
+    assert st["status"] == "pending" and st["label"] == "Awaiting payment"
+    assert st["receivedUsdt"] == Decimal("100.00")
+    assert st["confirmingUsdt"] == Decimal("80.00")
+    assert st["dueUsdt"] == Decimal("101.69")
+    assert st["expiresInMs"] == 25 * 60_000 and st["expiresAt"] == "2026-09-21T14:43:20.000Z"
+    html = (await client.get(f"/pay/{TXN}")).text
+    assert "101.69 USDT" in html and "180.00 USDT" in html
+
+
+async def test_a_pool_tag_in_the_sixth_decimal_is_shown_exactly(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await add_payment(sessions, amount_micro=281_690_003)
+    html = (await client.get(f"/pay/{TXN}")).text
+    assert 'data-copy="281.690003"' in html
+
+
+async def test_paid_page_offers_the_return_link(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await add_payment(sessions, status="completed", received_micro=281_690_000)
+    html = (await client.get(f"/pay/{TXN}")).text
+    assert 'href="https://shop.example/thanks?order=42"' in html
+    assert "Payment received" in html
+
+
+async def test_a_javascript_return_url_never_becomes_a_link(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await add_payment(sessions, status="completed", return_url="javascript:alert(1)")
+    html = (await client.get(f"/pay/{TXN}")).text
+    assert "javascript:" not in html and "Return to site" not in html
+
+
+@pytest.mark.parametrize(
+    "pid", [TXN, "txn_" + "cd" * 16, "txn_%3Cscript%3E", "txn_" + "x" * 300]
+)
+async def test_unknown_or_malformed_ids_get_a_404_page(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], pid: str
+) -> None:
+    if pid != TXN:
+        await add_payment(sessions)  # another payment exists; this id is still unknown
+    r = await client.get(f"/pay/{pid}")
+    assert r.status_code == 404 and "Payment not found" in r.text
+    r = await client.get(f"/pay/{pid}/status.json")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "NOT_FOUND"
+
+
+async def test_a_card_payment_has_no_crypto_checkout(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await add_payment(sessions, provider="card", address=None, amount_micro=None, rate=None)
+    assert (await client.get(f"/pay/{TXN}")).status_code == 404

@@ -1,0 +1,211 @@
+"""The hosted checkout page: GET /pay/{id} (HTML) and GET /pay/{id}/status.json (live status).
+
+Public (the id is the only secret: `txn_` + 128 random bits), so it shows only what the payer
+needs: the merchant's name, the amounts, the address, the deadline and the status. The page
+is server-rendered; a small inline script polls status.json and switches between the open,
+paid, expired and cancelled views without a reload. The countdown runs on the server's idea
+of the time left, so a payer's wrong clock does not show a wrong deadline.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+import segno
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+from sqlalchemy import select
+from sqlmodel import col
+
+from watcher import jsonio
+from watcher.clock import iso
+from watcher.db.models import Merchant, Payment
+from watcher.errors import NotFound
+from watcher.money import canonical, from_kurus, from_micro
+from watcher.payments.states import (
+    CANCELLED,
+    COMPLETED,
+    CONFIRMING,
+    EXPIRED,
+    FAILED,
+    OPEN_STATES,
+    PENDING,
+)
+from watcher.services import Services
+
+router = APIRouter()
+
+_ID = re.compile(r"txn_[0-9a-f]{16,36}")
+POLL_MS = 3000  # how often the page asks for the status; app.state.checkout_poll_ms overrides
+
+LABELS = {
+    PENDING: "Awaiting payment",
+    CONFIRMING: "Confirming",
+    COMPLETED: "Paid",
+    EXPIRED: "Expired",
+    CANCELLED: "Cancelled",
+    FAILED: "Failed",
+}
+
+
+@dataclass(frozen=True)
+class CheckoutView:
+    """What the page shows of a payment; nothing here is secret."""
+
+    id: str
+    merchant: str
+    sandbox: bool
+    status: str
+    address: str
+    amount_try: Decimal
+    amount_usdt: Decimal
+    received_usdt: Decimal
+    confirming_usdt: Decimal
+    due_usdt: Decimal
+    late_usdt: Decimal
+    late: bool
+    rate: Decimal
+    expires_ms: int
+    expires_in_ms: int
+    return_url: str | None
+    cancel_url: str | None
+
+    @property
+    def expires_at_text(self) -> str:
+        return datetime.fromtimestamp(self.expires_ms / 1000, tz=UTC).strftime("%H:%M UTC")
+
+    def status_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "label": LABELS.get(self.status, self.status),
+            "amountUsdt": self.amount_usdt,
+            "receivedUsdt": self.received_usdt,
+            "confirmingUsdt": self.confirming_usdt,
+            "dueUsdt": self.due_usdt,
+            "late": self.late,
+            "lateUsdt": self.late_usdt,
+            "expiresAt": iso(self.expires_ms),
+            "expiresInMs": self.expires_in_ms,
+        }
+
+
+def _usdt(micro: int) -> Decimal:
+    """Exact, with at least 2 decimals: 281.69, 281.690001."""
+    d = from_micro(micro).normalize()
+    return d if -int(d.as_tuple().exponent) >= 2 else d.quantize(Decimal("0.01"))
+
+
+def _http_url(url: str | None) -> str | None:
+    """Only http(s) links reach the page (never `javascript:`)."""
+    if url and urlsplit(url).scheme in ("http", "https"):
+        return url
+    return None
+
+
+async def _view(services: Services, payment_id: str) -> CheckoutView | None:
+    if not _ID.fullmatch(payment_id):
+        return None
+    async with services.sessions() as session:
+        row = (
+            await session.execute(
+                select(Payment, col(Merchant.name))
+                .join(Merchant, col(Merchant.id) == col(Payment.merchant_id))
+                .where(col(Payment.id) == payment_id, col(Payment.provider) == "crypto")
+            )
+        ).first()
+    if row is None:
+        return None
+    p, merchant = row
+    if not p.address:
+        return None
+    amount = p.amount_micro or 0
+    due = max(0, amount - p.received_micro - p.confirming_micro)
+    return CheckoutView(
+        id=p.id,
+        merchant=merchant,
+        sandbox=p.sandbox,
+        status=p.status,
+        address=p.address,
+        amount_try=from_kurus(p.amount_kurus),
+        amount_usdt=_usdt(amount),
+        received_usdt=_usdt(p.received_micro),
+        confirming_usdt=_usdt(p.confirming_micro),
+        due_usdt=_usdt(due),
+        late_usdt=_usdt(p.late_micro),
+        late=p.late,
+        rate=Decimal(p.rate or "0"),
+        expires_ms=p.expires_ms,
+        expires_in_ms=max(0, p.expires_ms - services.clock()),
+        return_url=_http_url(p.return_url),
+        cancel_url=_http_url(p.cancel_url),
+    )
+
+
+def _templates(request: Request) -> Environment:
+    """One Jinja environment per app, made on first use (no work at import)."""
+    env: Environment | None = getattr(request.app.state, "checkout_templates", None)
+    if env is None:
+        env = Environment(
+            loader=PackageLoader("watcher.api", "templates"),
+            autoescape=select_autoescape(default=True),
+        )
+        env.filters["canonical"] = canonical
+        env.filters["plain"] = lambda d: format(d, "f")
+        env.filters["grouped"] = lambda d: f"{d:,.2f}"
+        request.app.state.checkout_templates = env
+    return env
+
+
+def _headers(nonce: str) -> dict[str, str]:
+    return {
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Content-Security-Policy": (
+            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+            "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+            "frame-ancestors 'none'"
+        ),
+    }
+
+
+@router.get("/pay/{payment_id}", response_class=HTMLResponse, include_in_schema=False)
+async def checkout_page(payment_id: str, request: Request) -> HTMLResponse:
+    services: Services = request.app.state.services
+    view = await _view(services, payment_id)
+    nonce = secrets.token_urlsafe(16)
+    template = _templates(request).get_template("checkout.html")
+    if view is None:
+        html = template.render(view=None, nonce=nonce)
+        return HTMLResponse(html, status_code=404, headers=_headers(nonce))
+    qr = segno.make(view.address, error="m").svg_inline(scale=1, border=2, omitsize=True)
+    html = template.render(
+        view=view,
+        qr=qr,
+        labels=LABELS,
+        open_states=OPEN_STATES,
+        poll_ms=getattr(request.app.state, "checkout_poll_ms", POLL_MS),
+        nonce=nonce,
+    )
+    return HTMLResponse(html, headers=_headers(nonce))
+
+
+@router.get("/pay/{payment_id}/status.json", include_in_schema=False)
+async def checkout_status(payment_id: str, request: Request) -> Response:
+    view = await _view(request.app.state.services, payment_id)
+    if view is None:
+        raise NotFound("no such payment")
+    return Response(
+        jsonio.dumps(view.status_json()),
+        media_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
