@@ -72,7 +72,7 @@ def devchain(
 
 
 async def _serve(server: DevChainServer, as_json: bool) -> None:
-    await server.start()
+    await server.start(handle_signals=True)
     try:
         _announce(server, as_json)
     except BaseException:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Generator
+from contextlib import contextmanager
 from types import TracebackType
 
 import structlog
@@ -71,16 +73,18 @@ class DevChainServer:
 
     # -- lifecycle in the caller's loop --------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, *, handle_signals: bool = False) -> None:
+        """Listen; with `handle_signals` SIGINT/SIGTERM stop the server (`serve()` does)."""
         config = uvicorn.Config(
             self.app,
             host=self.host,
             port=self.port,
-            log_level="warning",
+            log_config=None,
+            access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=2,
         )
-        self._server = uvicorn.Server(config)
+        self._server = (uvicorn.Server if handle_signals else _EmbeddedServer)(config)
         self._closing = asyncio.Event()
         self._serving = asyncio.create_task(self._server.serve())
         while not self._server.started:
@@ -111,7 +115,7 @@ class DevChainServer:
 
     async def serve(self) -> None:
         """Start, serve until the process gets SIGINT or SIGTERM, then stop."""
-        await self.start()
+        await self.start(handle_signals=True)
         await self.wait()
 
     async def wait(self) -> None:
@@ -243,6 +247,14 @@ class DevChainServer:
             next_at += interval_s
             numbers = self.chain.mine(1)
             log.debug("devchain.mined", block=numbers[0])
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn leaving SIGINT/SIGTERM to the process it is embedded in."""
+
+    @contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
 
 
 class _RequestLog:
