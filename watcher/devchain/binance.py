@@ -23,11 +23,12 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Literal
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+
+from watcher.api.serving import serve_asgi
 
 Mode = Literal["ok", "down", "error", "slow", "malformed"]
 
@@ -105,19 +106,8 @@ class FakeBinance:
 @asynccontextmanager
 async def serve(fake: FakeBinance, host: str = "127.0.0.1") -> AsyncIterator[str]:
     """Run `fake` alone on a free loopback port; yields its base URL (the host root)."""
-    app = Starlette(routes=fake.routes())
-    config = uvicorn.Config(app, host=host, port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("fake Binance server stopped before it started")
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://{host}:{port}"
-    finally:
-        fake.unblock()
-        server.should_exit = True
-        await task
+    async with serve_asgi(Starlette(routes=fake.routes()), host) as url:
+        try:
+            yield url
+        finally:
+            fake.unblock()  # let held `slow` requests finish so the server can stop
