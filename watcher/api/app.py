@@ -10,13 +10,14 @@ from fastapi import FastAPI
 from watcher.api import errors, payments
 from watcher.api.bodylimit import BodyLimit
 from watcher.api.ratelimit import RateLimiter
+from watcher.metrics import HttpMetrics, Metrics
 from watcher.services import Services
 
 # Routers owned by other parts of the package; each module exposes `router`.
 _ROUTERS = ("watcher.api.events", "watcher.api.checkout", "watcher.api.health")
 
 
-def create_app(services: Services, metrics: object | None = None) -> FastAPI:
+def create_app(services: Services, metrics: Metrics | None = None) -> FastAPI:
     app = FastAPI(
         title="kasa-watcher",
         docs_url=None,
@@ -32,4 +33,6 @@ def create_app(services: Services, metrics: object | None = None) -> FastAPI:
         if importlib.util.find_spec(name) is not None:  # INTEGRATION: explicit once all land
             app.include_router(importlib.import_module(name).router)
     app.add_middleware(BodyLimit, max_bytes=services.settings.api.max_body_bytes)
+    if metrics is not None:
+        app.add_middleware(HttpMetrics, metrics=metrics)
     return app
