@@ -8,6 +8,7 @@ import pytest
 from bip_utils import Bip39SeedGenerator, Bip44, Bip44Coins
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tests.integration.conftest import ApiHarness
 from watcher.config import ConfigError, Settings
 from watcher.db.engine import transaction
 from watcher.db.models import Counter
@@ -106,3 +107,18 @@ async def test_a_rolled_back_create_gives_its_index_back(
     async with sessions() as session:
         counter = await session.get(Counter, "hd_index")
     assert counter is not None and counter.value == 1
+
+
+async def test_50_concurrent_creates_answer_with_50_distinct_derived_addresses(
+    api: ApiHarness,
+) -> None:
+    responses = await asyncio.gather(
+        *(api.create(externalRef=f"HD-{n}", amount=10000) for n in range(50))
+    )
+    assert {r.status_code for r in responses} == {200}
+    data = [r.json()["data"] for r in responses]
+    addresses = {d["walletAddress"] for d in data}
+    assert len(addresses) == 50
+    assert addresses == {HdDeriver(DEMO_XPUB).address(i) for i in range(50)}
+    assert {(d["amount"], d["rate"]) for d in data} == {(281.69, 35.5)}  # one locked rate
+    assert api.binance.ticker_calls == 1
