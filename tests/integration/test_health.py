@@ -21,7 +21,7 @@ from watcher.config import Settings
 from watcher.db.engine import create_engine, session_factory
 from watcher.db.models import Callback, ChainBlock, ChainCursor, Payment, PaymentEvent, RateQuote
 from watcher.merchants import create_merchant
-from watcher.metrics import HttpMetrics, Metrics
+from watcher.metrics import Metrics
 from watcher.services import Services, build_services
 from watcher.wallets.hd import DEMO_XPUB
 
@@ -103,7 +103,6 @@ async def probe(db_url: str) -> AsyncIterator[Probe]:
     async with build_services(settings) as services:
         metrics = Metrics(clock=services.clock)
         app = create_app(services, metrics)
-        app.add_middleware(HttpMetrics, metrics=metrics)
         async with serve_asgi(app) as url, httpx.AsyncClient(base_url=url) as http:
             yield Probe(services, metrics, http)
 
