@@ -54,8 +54,14 @@ def devchain(
         fail(f"--usdt-contract {usdt_contract!r} is not a TRON address")
     if solidify_lag < 0 or block_time_ms < 0:
         fail("--solidify-lag and --block-time-ms must not be negative")
+    # Blocks are stamped with the wall clock in slots of the timer's period, so a payment's
+    # deadline compares with block times as it would on mainnet, whatever the block time.
     chain = DevChain(
-        usdt_contract=usdt_contract, solidify_lag=solidify_lag, start_number=start_number, seed=seed
+        usdt_contract=usdt_contract,
+        solidify_lag=solidify_lag,
+        block_interval_ms=block_time_ms or 3000,
+        start_number=start_number,
+        seed=seed,
     )
     server = DevChainServer(
         chain,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from watcher.devchain import render
-from watcher.devchain.blocks import Block
+from watcher.devchain.blocks import Block, Tx
 from watcher.devchain.chain import DevChain
 
 Params = dict[str, Any]
@@ -106,7 +106,7 @@ class NodeApi:
 
     def view(self, path: str, params: Params, *, behind: int = 0, lagging: bool = False) -> View:
         chain = self.chain
-        head, solid = chain.head_number, chain.solid_number
+        head, solid = chain.heights()
         if behind:
             head = max(chain.first_number, head - behind)
             solid = min(solid, head)
@@ -179,7 +179,7 @@ class NodeApi:
     def _at(self, number: int, view: View) -> Block | None:
         return self.chain.block(number) if number <= view.limit else None
 
-    def _tx(self, params: Params, view: View) -> tuple[Any, Block] | None:
+    def _tx(self, params: Params, view: View) -> tuple[Tx, Block] | None:
         located = self.chain.find(str_param(params, "value"))
         if located is None or located.block is None or located.block.number > view.limit:
             return None

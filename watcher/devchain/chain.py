@@ -84,6 +84,11 @@ class DevChain:
     def head_number(self) -> int:
         return self._blocks[-1].number
 
+    def heights(self) -> tuple[int, int]:
+        """(head, solidified head), read together."""
+        with self._lock:
+            return self.head_number, self.solid_number
+
     @property
     def solid_number(self) -> int:
         return max(self.first_number, self.head_number - self.solidify_lag)
@@ -241,9 +246,6 @@ class DevChain:
                     f"solidified up to {self.solid_number}"
                 )
             old = self._blocks[-depth:]
-            del self._blocks[-depth:]
-            for blk in old:
-                self._forget(blk)
             survivors = [[t for t in b.txs if t.txid not in dropped] for b in old]
             placed: list[list[Tx]] = [[] for _ in old]
             if move:
@@ -252,10 +254,20 @@ class DevChain:
             else:
                 self._pending[:0] = [t for txs in survivors for t in txs]
             self._forks += 1
+            parent = self._blocks[-depth - 1].block_id
+            new: list[Block] = []
             for blk, txs in zip(old, placed, strict=True):
                 witness = self.witnesses[(blk.number + self._forks) % WITNESS_COUNT]
-                parent = self._blocks[-1].block_id
-                self._add(seal(blk.number, parent, blk.timestamp, witness, tuple(txs), self._forks))
+                new.append(
+                    seal(blk.number, parent, blk.timestamp, witness, tuple(txs), self._forks)
+                )
+                parent = new[-1].block_id
+            for blk in old:
+                self._forget(blk)
+            self._blocks[-depth:] = new  # one step: a reader never sees a shorter chain
+            for blk in new:
+                self._by_id[blk.block_id] = blk
+                self._index(blk.txs, blk)
 
     # -- faults --------------------------------------------------------------------------
 

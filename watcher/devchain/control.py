@@ -27,7 +27,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from watcher.devchain.chain import DevChain, ForkRefused
-from watcher.tron.address import InvalidAddress
 
 Body = dict[str, Any]
 
@@ -125,7 +124,7 @@ class ControlApi:
                 return JSONResponse(fn(body))
             except ForkRefused as exc:
                 return JSONResponse({"error": str(exc)}, status_code=409)
-            except (ValueError, TypeError, InvalidAddress) as exc:
+            except (ValueError, TypeError) as exc:  # InvalidAddress is a ValueError
                 return JSONResponse({"error": str(exc)}, status_code=400)
 
         return endpoint
