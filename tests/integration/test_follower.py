@@ -1,0 +1,129 @@
+"""The follower against the devchain over real HTTP, on SQLite and PostgreSQL.
+
+Each test makes the chain do one thing a payer (or a scammer, or a fork) does, runs the
+follower to the head, and checks what a merchant would see: the payment's status, sums,
+events, and the transfers recorded.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tests.integration.chainkit import LAG, USDT_10, Rig, rig
+
+pytestmark = pytest.mark.asyncio
+
+FAKE_USDT = "TXLAQ63Xg1NAzckPwKHvzw7CSEmLMEqcdj"  # any other contract: same symbol, not USDT
+
+
+@pytest.fixture(params=[False, True], ids=["hex", "visible"])
+async def r(
+    request: pytest.FixtureRequest, db_url: str, sessions: async_sessionmaker[AsyncSession]
+) -> Rig:
+    async with rig(db_url, sessions, visible=request.param) as made:
+        await made.start()
+        yield made  # type: ignore[misc]
+
+
+async def test_usdt_transfer_confirms_then_completes_when_final(r: Rig) -> None:
+    p = await r.pay(USDT_10)
+    txid = r.chain.transfer(p.address or "", USDT_10)
+    r.chain.mine(1)
+    await r.catch_up()
+    seen = await r.payment(p.id)
+    assert (seen.status, seen.confirming_micro, seen.received_micro) == ("confirming", USDT_10, 0)
+    r.chain.mine(LAG)
+    await r.catch_up()
+    done = await r.payment(p.id)
+    assert (done.status, done.received_micro, done.confirming_micro) == ("completed", USDT_10, 0)
+    assert await r.events(p.id) == ["payment.confirming", "payment.completed"]
+    (t,) = await r.transfers()
+    assert (t.txid, t.state, t.payment_id, t.to_address) == (txid, "final", p.id, p.address)
+    assert await r.cursor("seen") == r.chain.head_number
+    assert await r.cursor("final") == r.chain.solid_number
+
+
+async def test_fake_token_failed_and_zero_transfers_never_count(r: Rig) -> None:
+    p = await r.pay(USDT_10)
+    to = p.address or ""
+    r.chain.transfer(to, USDT_10, token=FAKE_USDT)
+    r.chain.transfer(to, USDT_10, result="REVERT")
+    r.chain.transfer(to, USDT_10, result="OUT_OF_ENERGY")
+    r.chain.transfer(to, 0)
+    r.chain.batch_transfer([(to, 0)])
+    r.chain.mine(LAG + 1)
+    await r.catch_up()
+    assert (await r.payment(p.id)).status == "pending"
+    assert await r.transfers() == []
+    assert await r.events(p.id) == []
+
+
+async def test_several_transfers_in_one_transaction_each_count_once(r: Rig) -> None:
+    a, b = await r.pay(USDT_10), await r.pay(2 * USDT_10)
+    stranger = r.address()
+    txid = r.chain.batch_transfer(
+        [
+            (a.address or "", 4_000_000),
+            (stranger, 1),
+            (b.address or "", 2 * USDT_10),
+            (a.address or "", 6_000_000),
+        ]
+    )
+    r.chain.mine(LAG + 1)
+    await r.catch_up()
+    rows = await r.transfers()
+    assert [(t.txid, t.log_index, t.amount_micro) for t in rows] == [
+        (txid, 0, 4_000_000),
+        (txid, 2, 2 * USDT_10),
+        (txid, 3, 6_000_000),
+    ]
+    assert (await r.payment(a.id)).status == "completed"
+    assert (await r.payment(b.id)).status == "completed"
+    assert await r.events(a.id) == ["payment.completed"]  # final at first sight: no confirming
+
+
+async def test_transfer_made_by_a_batch_sender_contract_counts(r: Rig) -> None:
+    p = await r.pay(USDT_10)
+    router = r.address()
+    r.chain.transfer(p.address or "", USDT_10, via_contract=router)
+    r.chain.batch_transfer([(p.address or "", 1)], via_contract=router)
+    r.chain.mine(LAG + 1)
+    await r.catch_up()
+    done = await r.payment(p.id)
+    assert (done.status, done.received_micro) == ("completed", USDT_10 + 1)
+
+
+async def test_partial_payments_accumulate_and_overpayment_records_the_excess(r: Rig) -> None:
+    under, over = await r.pay(USDT_10), await r.pay(USDT_10)
+    r.chain.transfer(under.address or "", 3_000_000)
+    r.chain.transfer(over.address or "", 15_000_000)
+    r.chain.mine(LAG + 1)
+    await r.catch_up()
+    partial = await r.payment(under.id)
+    assert (partial.status, partial.received_micro) == ("pending", 3_000_000)
+    r.chain.transfer(under.address or "", 7_000_000)
+    r.chain.mine(LAG + 1)
+    await r.catch_up()
+    assert (await r.payment(under.id)).status == "completed"
+    paid = await r.payment(over.id)
+    assert (paid.status, paid.received_micro) == ("completed", 15_000_000)
+
+
+async def test_transfer_at_or_before_the_payments_creation_block_is_kept_unmatched(r: Rig) -> None:
+    to = r.address()
+    r.chain.transfer(to, USDT_10)
+    (early,) = r.chain.mine(1)
+    p = await r.pay(USDT_10, to=to, created_block=early)
+    await r.catch_up()
+    assert (await r.payment(p.id)).status == "pending"
+    (t,) = await r.transfers()
+    assert (t.payment_id, t.block_number, t.to_address) == (None, early, to)
+
+
+async def test_unrelated_addresses_are_not_recorded(r: Rig) -> None:
+    r.chain.make_mainnet_like(3, txs=40, usdt_transfers=15)
+    r.chain.mine(LAG)
+    await r.catch_up()
+    assert await r.transfers() == []
+    assert await r.cursor("final") == r.chain.solid_number

@@ -1,0 +1,370 @@
+"""A java-tron HTTP API client: the few calls the follower and `watcher chain` need.
+
+    NodeError            a node did not give a usable answer; retry, maybe elsewhere
+    ├── (HTTP 200 with {"Error": …}, plain text, 429/403/5xx, timeouts, refused connections,
+    │    an empty {} for a block the node does not have yet, inconsistent answers)
+    └── Unsupported      the node has no such servlet (404/405): use another call instead
+
+java-tron answers nearly every failure with HTTP 200 and `{"Error": "…"}`, a lite full node
+answers history queries with bare text, TronGrid throttles with 429/403: all of them are
+node errors here, never data. Each request tries the endpoints in turn, starting with the
+last one that answered (sticky, so consecutive calls see one node's view where possible);
+after a full round of failures it waits a full-jitter backoff and tries another round,
+then gives up with the last error. The follower retries the same block on top of that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import structlog
+
+from watcher import jsonio
+from watcher.clock import Clock, now_ms
+from watcher.config import TronSettings
+from watcher.metrics import Metrics
+
+log = structlog.get_logger("watcher.tron.client")
+
+API_KEY_HEADER = "TRON-PRO-API-KEY"
+EMPTY_ROOT = "0" * 64
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class NodeError(Exception):
+    """The TRON node did not give a usable answer."""
+
+
+class Unsupported(NodeError):
+    """The node does not serve this API."""
+
+
+def full_jitter(attempt: int, base_s: float, cap_s: float, rng: random.Random) -> float:
+    """Seconds to wait before retry `attempt` (0-based): uniform in [0, min(cap, base*2^n)]."""
+    return rng.uniform(0, min(cap_s, base_s * 2 ** min(attempt, 30)))
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    number: int
+    block_id: str
+    parent_hash: str
+    timestamp_ms: int
+    tx_root: str
+    txids: tuple[str, ...] | None = None  # when read from a whole block
+
+    @property
+    def empty(self) -> bool:
+        """java-tron sets txTrieRoot to zeros for a block without transactions."""
+        return self.tx_root == EMPTY_ROOT
+
+
+@dataclass(frozen=True, slots=True)
+class BlockShape:
+    """A block's header and how many transactions it holds."""
+
+    header: Header
+    tx_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Heads:
+    head: Header
+    solid: int
+
+
+@dataclass
+class Endpoint:
+    url: str
+    requests: int = 0
+    errors: int = 0
+    consecutive_errors: int = 0
+    last_error: str = ""
+    last_ok_ms: int | None = None
+    last_error_ms: int | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return self.consecutive_errors == 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "url": self.url,
+            "healthy": self.healthy,
+            "requests": self.requests,
+            "errors": self.errors,
+            "consecutive_errors": self.consecutive_errors,
+            "last_error": self.last_error or None,
+            "last_ok_ms": self.last_ok_ms,
+            "last_error_ms": self.last_error_ms,
+        }
+
+
+def parse_header(data: Any, expect: int | None = None) -> Header:
+    """A block header from a getblock / getblockbynum / getnowblock answer."""
+    if not isinstance(data, dict) or not data.get("blockID"):
+        raise NodeError("no block in the answer" + (f" for {expect}" if expect else ""))
+    raw = data.get("block_header", {}).get("raw_data", {})
+    number = int(raw.get("number", 0))
+    if expect is not None and number != expect:
+        raise NodeError(f"asked for block {expect}, got {number}")
+    txs = data.get("transactions")
+    txids = tuple(str(t.get("txID", "")) for t in txs) if isinstance(txs, list) else None
+    return Header(
+        number=number,
+        block_id=str(data["blockID"]),
+        parent_hash=str(raw.get("parentHash", "")),
+        timestamp_ms=int(raw.get("timestamp", 0)),
+        tx_root=str(raw.get("txTrieRoot", "")),
+        txids=txids,
+    )
+
+
+def _node_num(text: object) -> int:
+    """`Num:123,ID:…` (getnodeinfo) -> 123."""
+    if not isinstance(text, str) or not text.startswith("Num:"):
+        raise NodeError(f"unexpected getnodeinfo block field {text!r}")
+    return int(text[4:].split(",", 1)[0])
+
+
+class TronClient:
+    def __init__(
+        self,
+        settings: TronSettings,
+        http: httpx.AsyncClient,
+        *,
+        metrics: Metrics | None = None,
+        visible: bool = False,
+        rounds: int = 2,
+        backoff_base_s: float = 0.5,
+        backoff_cap_s: float = 30.0,
+        rng: random.Random | None = None,
+        sleep: Sleep = asyncio.sleep,
+        clock: Clock = now_ms,
+    ):
+        self._settings = settings
+        self._http = http
+        self._metrics = metrics
+        self.visible = visible
+        self._rounds = max(1, rounds)
+        self.backoff_base_s = backoff_base_s
+        self.backoff_cap_s = backoff_cap_s
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+        self._clock = clock
+        self.endpoints = [Endpoint(url) for url in settings.endpoints]
+        self._current = 0
+        self._headers = {"Content-Type": "application/json"}
+        if settings.api_key:
+            self._headers[API_KEY_HEADER] = settings.api_key
+        self._count_servlet = True
+
+    def backoff(self, attempt: int) -> float:
+        return full_jitter(attempt, self.backoff_base_s, self.backoff_cap_s, self._rng)
+
+    # -- transport ---------------------------------------------------------------------
+
+    async def call(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        """POST `body` to `path`, failing over between endpoints; the parsed JSON answer."""
+        payload = dict(body or {})
+        payload.setdefault("visible", self.visible)
+        last: NodeError = NodeError("no endpoint configured")
+        for attempt in range(self._rounds):
+            if attempt:
+                await self._sleep(self.backoff(attempt - 1))
+            for _ in range(len(self.endpoints)):
+                endpoint = self.endpoints[self._current]
+                try:
+                    return await self._once(endpoint, path, payload)
+                except Unsupported:
+                    raise
+                except NodeError as exc:
+                    last = exc
+                    self._current = (self._current + 1) % len(self.endpoints)
+        raise last
+
+    async def _once(self, endpoint: Endpoint, path: str, payload: dict[str, Any]) -> Any:
+        endpoint.requests += 1
+        started = time.perf_counter()
+        try:
+            data = await self._request(endpoint.url + path, payload)
+        except Unsupported:
+            self._observe(endpoint, started, ok=True)
+            raise
+        except NodeError as exc:
+            self._failed(endpoint, path, exc)
+            self._observe(endpoint, started, ok=False)
+            raise
+        endpoint.consecutive_errors = 0
+        endpoint.last_ok_ms = self._clock()
+        self._observe(endpoint, started, ok=True)
+        return data
+
+    async def _request(self, url: str, payload: dict[str, Any]) -> Any:
+        try:
+            resp = await self._http.post(
+                url, json=payload, headers=self._headers, timeout=self._settings.request_timeout_s
+            )
+        except httpx.TimeoutException as exc:
+            raise NodeError(f"timed out after {self._settings.request_timeout_s}s") from exc
+        except httpx.HTTPError as exc:
+            raise NodeError(f"{type(exc).__name__}: {exc}") from exc
+        if resp.status_code in (404, 405):
+            raise Unsupported(f"HTTP {resp.status_code}: the node does not serve this API")
+        if resp.status_code != 200:
+            raise NodeError(f"HTTP {resp.status_code}: {_snippet(resp.text)}")
+        try:
+            data = jsonio.loads(resp.content)
+        except ValueError as exc:
+            raise NodeError(f"not JSON: {_snippet(resp.text)}") from exc
+        if isinstance(data, dict) and "Error" in data:
+            raise NodeError(f"node error: {_snippet(str(data['Error']))}")
+        return data
+
+    def _failed(self, endpoint: Endpoint, path: str, exc: NodeError) -> None:
+        endpoint.errors += 1
+        endpoint.consecutive_errors += 1
+        endpoint.last_error = str(exc)
+        endpoint.last_error_ms = self._clock()
+        log.warning("tron.node_error", endpoint=endpoint.url, path=path, error=str(exc))
+
+    def _observe(self, endpoint: Endpoint, started: float, *, ok: bool) -> None:
+        if self._metrics is not None:
+            self._metrics.node_request(endpoint.url, time.perf_counter() - started, ok=ok)
+
+    # -- heads -------------------------------------------------------------------------
+
+    async def head(self) -> Header:
+        """The head block's header (cheap: no transactions)."""
+        try:
+            return parse_header(await self.call("/wallet/getblock", {"detail": False}))
+        except Unsupported:
+            return parse_header(await self.call("/wallet/getnowblock"))
+
+    async def solid_number(self) -> int:
+        """The solidified head, from its header, or from getnodeinfo on older nodes."""
+        try:
+            data = await self.call("/walletsolidity/getblock", {"detail": False})
+            return parse_header(data).number
+        except Unsupported:
+            return _node_num((await self.node_info()).get("solidityBlock"))
+
+    async def heads(self) -> Heads:
+        head = await self.head()
+        finality = self._settings.finality
+        if isinstance(finality, int):
+            return Heads(head, max(0, head.number - finality))
+        return Heads(head, min(await self.solid_number(), head.number))
+
+    async def node_info(self) -> dict[str, Any]:
+        data = await self.call("/wallet/getnodeinfo")
+        if not isinstance(data, dict):
+            raise NodeError("getnodeinfo did not answer an object")
+        return data
+
+    # -- blocks ------------------------------------------------------------------------
+
+    async def header(self, number: int) -> Header:
+        body = {"id_or_num": str(number), "detail": False}
+        try:
+            return parse_header(await self.call("/wallet/getblock", body), number)
+        except Unsupported:
+            return await self.whole_block(number)
+
+    async def whole_block(self, number: int) -> Header:
+        """The header with the block's txids (getblockbynum: heavy, all transactions)."""
+        header = parse_header(await self.call("/wallet/getblockbynum", {"num": number}), number)
+        return header if header.txids is not None else _with_txids(header, ())
+
+    async def tx_count(self, number: int) -> int:
+        data = await self.call("/wallet/gettransactioncountbyblocknum", {"num": number})
+        if not isinstance(data, dict):
+            raise NodeError("gettransactioncountbyblocknum did not answer an object")
+        return int(data.get("num", 0))
+
+    async def shape(self, number: int) -> BlockShape:
+        """Header and transaction count of block `number`.
+
+        The header says whether the block is empty (txTrieRoot zeros). For the count, java-tron
+        has `gettransactioncountbyblocknum`; a node without it (404) costs a whole block
+        (getblockbynum), which also gives the txids. A node that has not got the block
+        answers a count of 0 for it: with a non-empty root that is a lagging node, retried.
+        """
+        if not self._count_servlet:
+            block = await self.whole_block(number)
+            return BlockShape(block, len(block.txids or ()))
+        header = await self.header(number)
+        if header.txids is not None:
+            return BlockShape(header, len(header.txids))
+        if header.empty:
+            return BlockShape(header, 0)
+        try:
+            count = await self.tx_count(number)
+        except Unsupported:
+            log.info("tron.count_servlet_missing", fallback="/wallet/getblockbynum")
+            self._count_servlet = False
+            block = await self.whole_block(number)
+            return BlockShape(block, len(block.txids or ()))
+        if count == 0:
+            raise NodeError(f"block {number} has transactions but the node counts none (lagging)")
+        return BlockShape(header, count)
+
+    async def infos(self, number: int) -> list[dict[str, Any]]:
+        data = await self.call("/wallet/gettransactioninfobyblocknum", {"num": number})
+        if not isinstance(data, list):
+            raise NodeError(f"transaction infos of block {number} are not a list")
+        return data
+
+    # -- single transactions -----------------------------------------------------------
+
+    async def transaction_info(self, txid: str) -> dict[str, Any] | None:
+        data = await self.call("/wallet/gettransactioninfobyid", {"value": txid})
+        return data if isinstance(data, dict) and data else None
+
+    async def transaction(self, txid: str) -> dict[str, Any] | None:
+        data = await self.call("/wallet/gettransactionbyid", {"value": txid})
+        return data if isinstance(data, dict) and data else None
+
+    # -- health ------------------------------------------------------------------------
+
+    async def probe(self) -> list[dict[str, object]]:
+        """Ask each endpoint for its head now: what `watcher chain status` shows."""
+        return list(await asyncio.gather(*(self._probe(e) for e in self.endpoints)))
+
+    async def _probe(self, endpoint: Endpoint) -> dict[str, object]:
+        started = time.perf_counter()
+        try:
+            data = await self._request(endpoint.url + "/wallet/getblock", {"detail": False})
+            head: int | None = parse_header(data).number
+            error = None
+        except NodeError as exc:
+            head, error = None, str(exc)
+        return {
+            "url": endpoint.url,
+            "ok": error is None,
+            "head": head,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+            "error": error,
+        }
+
+
+def _with_txids(header: Header, txids: tuple[str, ...]) -> Header:
+    return Header(
+        header.number,
+        header.block_id,
+        header.parent_hash,
+        header.timestamp_ms,
+        header.tx_root,
+        txids,
+    )
+
+
+def _snippet(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "…"

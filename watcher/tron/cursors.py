@@ -1,0 +1,80 @@
+"""The follower's two persisted cursors (DESIGN §7) and the blocks walked but not yet final.
+
+`seen`: the last block walked at the head side; transfers in it show as "confirming".
+`final`: the last block known final (solidified, or head - N); only final blocks complete a
+payment. final <= seen always. Blocks in (final, seen] have a `chain_block` row holding the
+id they had when walked, compared again when they become final to catch forks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from watcher.db.models import ChainBlock, ChainCursor
+
+SEEN = "seen"
+FINAL = "final"
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    number: int
+    block_id: str
+    block_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Cursors:
+    seen: Position
+    final: Position
+
+
+async def read(session: AsyncSession) -> Cursors | None:
+    """Both cursors, or None before the first start (see follower.ensure_start_cursor)."""
+    rows = (await session.execute(select(ChainCursor))).scalars().all()
+    by_name = {r.name: Position(r.block_number, r.block_id, r.block_ms) for r in rows}
+    if SEEN not in by_name or FINAL not in by_name:
+        return None
+    return Cursors(seen=by_name[SEEN], final=by_name[FINAL])
+
+
+async def write(session: AsyncSession, name: str, pos: Position, now: int) -> None:
+    row = await session.get(ChainCursor, name)
+    if row is None:
+        row = ChainCursor(name=name, block_number=pos.number, updated_ms=now)
+    row.block_number = pos.number
+    row.block_id = pos.block_id
+    row.block_ms = pos.block_ms
+    row.updated_ms = now
+    session.add(row)
+
+
+async def walked(session: AsyncSession, number: int) -> Position | None:
+    """The block as it was when walked, if it is not final yet."""
+    row = await session.get(ChainBlock, number)
+    if row is None:
+        return None
+    return Position(row.number, row.block_id, row.timestamp_ms)
+
+
+async def remember(session: AsyncSession, pos: Position, parent_hash: str) -> None:
+    session.add(
+        ChainBlock(
+            number=pos.number,
+            block_id=pos.block_id,
+            parent_hash=parent_hash,
+            timestamp_ms=pos.block_ms,
+        )
+    )
+
+
+async def forget_from(session: AsyncSession, number: int) -> None:
+    """Drop the walked-block rows at and above `number`."""
+    await session.execute(delete(ChainBlock).where(ChainBlock.number >= number))  # type: ignore[arg-type]
+
+
+async def forget_upto(session: AsyncSession, number: int) -> None:
+    await session.execute(delete(ChainBlock).where(ChainBlock.number <= number))  # type: ignore[arg-type]

@@ -1,0 +1,153 @@
+"""Which payment a transfer belongs to (DESIGN §8), in O(1) per log.
+
+Per block, the follower collects the recipients of the token's Transfer logs (about a hundred
+on mainnet) and asks the database once for the payments on those addresses (an indexed
+`address IN (…)` lookup). From the answer an `AddressBook` is built with the rules applied
+for that block, so each log is then one or two dict lookups.
+
+Why not a long-lived in-memory set of watched addresses: payments are created by API
+processes (several, on PostgreSQL); a cache refreshed between blocks could miss a payment
+committed in between, and a missed deposit is the one failure this product may not have.
+The database is the one place that is always current; one indexed query per block is cheap
+(see bench/follower_replay.py).
+
+Rules, for a transfer of `amount` to `address` in block `number` at `block_ms`:
+- candidates: payments on the address created before the block (created_block < number)
+  that are open, or whose deadline plus the late window has not passed at block time;
+- one candidate: it is that payment's, whatever the amount (partial / over / late rules
+  apply later, in payments.settle);
+- several (a shared pool address): the one whose amount matches exactly, if exactly one does;
+- otherwise, if the address is known (a pool address, or one any payment ever had), the
+  transfer is kept as unmatched for `watcher payments unmatched`; never dropped;
+- an address nobody here ever used is not ours: ignored.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from watcher.db.models import Payment
+from watcher.payments.states import OPEN_STATES
+from watcher.tron.address import to_base58
+
+
+@lru_cache(maxsize=1 << 16)
+def base58_of(hex41: str) -> str:
+    """Recipients repeat a lot on mainnet (exchanges), so conversions are cached."""
+    return to_base58(hex41)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    payment_id: str
+    address: str
+    status: str
+    amount_micro: int
+    expires_ms: int
+    created_block: int
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A transfer to a known address: its payment, or None (kept as unmatched) and why."""
+
+    payment_id: str | None
+    reason: str
+    expires_ms: int | None = None
+
+
+SOLE = "sole payment on the address"
+EXACT = "exact amount among several payments on the address"
+AMBIGUOUS = "several payments on the address and no single exact amount"
+NO_PAYMENT = "no payment open or in its late window on the address"
+
+
+def eligible(c: Candidate, number: int, block_ms: int, late_window_ms: int) -> bool:
+    if c.created_block >= number:
+        return False
+    return c.status in OPEN_STATES or block_ms <= c.expires_ms + late_window_ms
+
+
+class AddressBook:
+    """The rules of one block applied in advance: `match` is O(1)."""
+
+    def __init__(
+        self,
+        candidates: Iterable[Candidate],
+        known: Collection[str],
+        *,
+        number: int,
+        block_ms: int,
+        late_window_ms: int,
+    ):
+        self._by_address: dict[str, list[Candidate]] = defaultdict(list)
+        self._by_amount: dict[tuple[str, int], list[Candidate]] = defaultdict(list)
+        for c in candidates:
+            if eligible(c, number, block_ms, late_window_ms):
+                self._by_address[c.address].append(c)
+                self._by_amount[(c.address, c.amount_micro)].append(c)
+        self._known = frozenset(known)
+
+    def match(self, address: str, amount: int) -> Match | None:
+        """None: the address is not ours."""
+        held = self._by_address.get(address)
+        if not held:
+            return Match(None, NO_PAYMENT) if address in self._known else None
+        if len(held) == 1:
+            return Match(held[0].payment_id, SOLE, held[0].expires_ms)
+        exact = self._by_amount.get((address, amount), ())
+        if len(exact) == 1:
+            return Match(exact[0].payment_id, EXACT, exact[0].expires_ms)
+        return Match(None, AMBIGUOUS)
+
+
+async def load_book(
+    session: AsyncSession,
+    addresses: Collection[str],
+    *,
+    number: int,
+    block_ms: int,
+    late_window_ms: int,
+    pool: Collection[str] = (),
+) -> AddressBook:
+    """The payments on `addresses` (base58) that block `number` could pay."""
+    if not addresses:
+        return AddressBook((), pool, number=number, block_ms=block_ms, late_window_ms=0)
+    rows = await session.execute(
+        select(
+            col(Payment.id),
+            col(Payment.address),
+            col(Payment.status),
+            col(Payment.amount_micro),
+            col(Payment.expires_ms),
+            col(Payment.created_block),
+        ).where(
+            col(Payment.address).in_(addresses),
+            or_(
+                col(Payment.status).in_(OPEN_STATES),
+                col(Payment.expires_ms) >= block_ms - late_window_ms,
+            ),
+        )
+    )
+    candidates = [
+        Candidate(r[0], r[1] or "", r[2], r[3] or 0, r[4], -1 if r[5] is None else r[5])
+        for r in rows
+    ]
+    known = set(pool)
+    rest = set(addresses) - {c.address for c in candidates} - known
+    if rest:
+        seen = await session.execute(
+            select(col(Payment.address)).distinct().where(col(Payment.address).in_(rest))
+        )
+        known.update(a for (a,) in seen if a)
+    known.update(c.address for c in candidates)
+    return AddressBook(
+        candidates, known, number=number, block_ms=block_ms, late_window_ms=late_window_ms
+    )
