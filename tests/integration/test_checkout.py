@@ -106,8 +106,11 @@ async def test_status_json_reports_partial_payment_and_what_is_still_due(
     assert st["confirmingUsdt"] == Decimal("80.00")
     assert st["dueUsdt"] == Decimal("101.69")
     assert st["expiresInMs"] == 25 * 60_000 and st["expiresAt"] == "2026-09-21T14:43:20.000Z"
+    assert st["partial"] is True and st["toSendUsdt"] == Decimal("101.69")
     html = (await client.get(f"/pay/{TXN}")).text
-    assert "101.69 USDT" in html and "180.00 USDT" in html
+    assert "send the remaining" in html
+    assert '<span id="amount">101.69</span>' in html and 'data-copy="101.69"' in html
+    assert "180.00 USDT" in html and "281.69 USDT" in html
 
 
 async def test_a_pool_tag_in_the_sixth_decimal_is_shown_exactly(

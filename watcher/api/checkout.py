@@ -69,6 +69,7 @@ class CheckoutView:
     received_usdt: Decimal
     confirming_usdt: Decimal
     due_usdt: Decimal
+    partial: bool  # some funds arrived, not enough: the payer sends the rest
     late_usdt: Decimal
     late: bool
     rate: Decimal
@@ -76,6 +77,10 @@ class CheckoutView:
     expires_in_ms: int
     return_url: str | None
     cancel_url: str | None
+
+    @property
+    def to_send_usdt(self) -> Decimal:
+        return self.due_usdt if self.partial else self.amount_usdt
 
     @property
     def expires_at_text(self) -> str:
@@ -90,6 +95,8 @@ class CheckoutView:
             "receivedUsdt": self.received_usdt,
             "confirmingUsdt": self.confirming_usdt,
             "dueUsdt": self.due_usdt,
+            "partial": self.partial,
+            "toSendUsdt": self.to_send_usdt,
             "late": self.late,
             "lateUsdt": self.late_usdt,
             "expiresAt": iso(self.expires_ms),
@@ -139,6 +146,7 @@ async def _view(services: Services, payment_id: str) -> CheckoutView | None:
         received_usdt=_usdt(p.received_micro),
         confirming_usdt=_usdt(p.confirming_micro),
         due_usdt=_usdt(due),
+        partial=0 < due < amount,
         late_usdt=_usdt(p.late_micro),
         late=p.late,
         rate=Decimal(p.rate or "0"),
