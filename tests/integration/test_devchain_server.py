@@ -11,6 +11,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from watcher.clock import now_ms
 from watcher.devchain import DevChain, DevChainServer
 from watcher.devchain.binance import FakeBinance
 from watcher.tron.address import to_base58, to_hex
@@ -22,19 +23,23 @@ OTHER = to_base58("41" + "44" * 20)
 
 
 async def test_timer_mines_blocks_stamped_with_the_wall_clock() -> None:
-    chain = DevChain()
+    chain = DevChain(block_interval_ms=20, solidify_lag=5)
+    chain.mine(5)  # mined up front: stamped up to now, not ahead of the clock
+    assert chain.head().timestamp <= now_ms()
     start = chain.head_number
+    began = now_ms()
     async with DevChainServer(chain, block_time_ms=20) as server, httpx.AsyncClient() as http:
         for _ in range(500):
             if chain.head_number >= start + 3:
                 break
             await asyncio.sleep(0.01)
         info = (await http.get(server.url + "/wallet/getnodeinfo")).json()
+    ended = now_ms()
     assert chain.head_number >= start + 3
     assert int(info["block"].split(",")[0][4:]) >= start + 3
-    stamps = [b.timestamp for n in range(start, start + 4) if (b := chain.block(n))]
-    assert all(later - earlier >= 3000 for earlier, later in itertools.pairwise(stamps))
-    assert all(t % 3000 == 0 for t in stamps)
+    stamps = [b.timestamp for n in range(start + 1, start + 4) if (b := chain.block(n))]
+    assert all(later > earlier for earlier, later in itertools.pairwise(stamps))
+    assert all(t % 20 == 0 and began - 20 <= t <= ended + 40 for t in stamps)
 
 
 async def test_control_api_drives_the_chain() -> None:

@@ -8,9 +8,12 @@ Heights: the chain starts with one block at `start_number`. The solidified head 
 head by `solidify_lag` blocks (never below the first block). `fork(depth)` replaces the last
 `depth` blocks by new ones at the same heights, and refuses to touch a solidified block.
 
-Time: with `start_time_ms` given, block i is `start_time_ms + i * block_interval_ms` exactly.
-Without it the chain follows the wall clock: a block is stamped with the current slot, or the
-next free slot after its parent when mined faster than real time.
+Time: `mine()` stamps each block one `block_interval_ms` after its parent, so with
+`start_time_ms` given block i is at `start_time_ms + i * block_interval_ms` exactly. Without
+it the first block is `solidify_lag` slots before the current time slot (blocks mined up
+front to get past the solidified head land near the present instead of running ahead of the
+clock, where on-time payments would look late), and `mine_on_clock()`, which the server's
+timer calls, stamps a block with the current slot (or the next free one after its parent).
 """
 
 from __future__ import annotations
@@ -62,9 +65,11 @@ class DevChain:
         self.block_interval_ms = block_interval_ms
         self.first_number = start_number
         self._wall_clock = start_time_ms is None
-        start = now_ms() if start_time_ms is None else start_time_ms
-        if self._wall_clock:
-            start -= start % block_interval_ms
+        if start_time_ms is None:
+            now = now_ms()
+            start = now - now % block_interval_ms - solidify_lag * block_interval_ms
+        else:
+            start = start_time_ms
         self._lock = threading.RLock()
         self._traffic = Traffic(random.Random(seed), self.usdt_hex)
         self.witnesses = tuple(self._traffic.address() for _ in range(WITNESS_COUNT))
@@ -197,6 +202,13 @@ class DevChain:
                 numbers.append(self._append(txs).number)
         return numbers
 
+    def mine_on_clock(self) -> int:
+        """Produce one block with the pending transactions, stamped with the current time
+        slot when the chain follows the wall clock (as `mine(1)` otherwise)."""
+        with self._lock:
+            txs, self._pending = tuple(self._pending), []
+            return self._append(txs, on_clock=self._wall_clock).number
+
     def make_mainnet_like(
         self,
         blocks: int,
@@ -304,18 +316,15 @@ class DevChain:
         """The time a new transaction is signed: just after the head block."""
         return self._blocks[-1].timestamp + 1_000
 
-    def _next_timestamp(self) -> int:
-        after_parent = self._blocks[-1].timestamp + self.block_interval_ms
-        if not self._wall_clock:
-            return after_parent
-        now = now_ms()
-        return max(after_parent, now - now % self.block_interval_ms)
-
-    def _append(self, txs: tuple[Tx, ...]) -> Block:
+    def _append(self, txs: tuple[Tx, ...], *, on_clock: bool = False) -> Block:
         head = self._blocks[-1]
         number = head.number + 1
+        timestamp = head.timestamp + self.block_interval_ms
+        if on_clock:
+            now = now_ms()
+            timestamp = max(timestamp, now - now % self.block_interval_ms)
         witness = self.witnesses[number % WITNESS_COUNT]
-        blk = seal(number, head.block_id, self._next_timestamp(), witness, txs, self._forks)
+        blk = seal(number, head.block_id, timestamp, witness, txs, self._forks)
         self._add(blk)
         return blk
 
