@@ -185,6 +185,8 @@ async def test_filler_has_trx_transfers_without_receipt_result(node: Node) -> No
     blk = await node.post("/wallet/getblockbynum", num=num)
     infos = await node.post("/wallet/gettransactioninfobyblocknum", num=num)
     assert len(blk["transactions"]) == len(infos) == 60
+    assert await node.post("/wallet/gettransactioncountbyblocknum", num=num) == {"count": 60}
+    assert await node.get("/wallet/gettransactioncountbyblocknum", num=num + 1) == {"count": 0}
     assert [t["txID"] for t in blk["transactions"]] == [i["id"] for i in infos]
     kinds = {t["raw_data"]["contract"][0]["type"] for t in blk["transactions"]}
     assert kinds == {"TransferContract", "TriggerSmartContract"}

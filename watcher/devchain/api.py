@@ -86,6 +86,7 @@ class NodeApi:
             "getblockbyid": self.getblockbyid,
             "getblockbylimitnext": self.getblockbylimitnext,
             "getblockbylatestnum": self.getblockbylatestnum,
+            "gettransactioncountbyblocknum": self.gettransactioncountbyblocknum,
             "gettransactioninfobyblocknum": self.gettransactioninfobyblocknum,
             "gettransactioninfobyid": self.gettransactioninfobyid,
             "gettransactionbyid": self.gettransactionbyid,
@@ -148,6 +149,11 @@ class NodeApi:
         return self._block_list(range(view.limit - n + 1, view.limit + 1), view)
 
     # -- transactions --------------------------------------------------------------------
+
+    def gettransactioncountbyblocknum(self, params: Params, view: View) -> bytes:
+        """`{"count": n}`; 0 for a block the node does not have, as java-tron answers."""
+        blk = self._at(int_param(params, "num", 0), view)
+        return render.dumps({"count": len(blk.txs) if blk is not None else 0})
 
     def gettransactioninfobyblocknum(self, params: Params, view: View) -> bytes:
         blk = self._at(int_param(params, "num", 0), view)
