@@ -6,14 +6,14 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from watcher.config import Settings
 from watcher.db.models import Callback, CallbackAttempt, Payment, PaymentEvent
 from watcher.merchants import Credentials, create_merchant
 from watcher.money import to_kurus, to_micro, usdt_for_try
-from watcher.payments.events import record_event
+from watcher.payments.events import record_event, snapshot
 from watcher.payments.states import EVENT_FOR_STATE
 from watcher.secrets import SecretBox, new_id
 
@@ -48,8 +48,25 @@ async def add_event(
     metadata: dict[str, Any] | None = None,
 ) -> PaymentEvent:
     """A payment that has just reached `status`, with its event and (if `url`) its callback."""
+    payment = _payment(merchant_id, url, now, ref, amount, full_name, status, provider, metadata)
+    session.add(payment)
+    await session.flush()
+    return await record_event(session, payment, EVENT_FOR_STATE[status], now)
+
+
+def _payment(
+    merchant_id: int,
+    url: str | None,
+    now: int,
+    ref: str,
+    amount: Decimal,
+    full_name: str = "Ahmet Yılmaz",
+    status: str = "completed",
+    provider: str = "crypto",
+    metadata: dict[str, Any] | None = None,
+) -> Payment:
     usdt = usdt_for_try(amount, RATE)
-    payment = Payment(
+    return Payment(
         id=new_id("txn_"),
         merchant_id=merchant_id,
         external_ref=ref,
@@ -67,9 +84,6 @@ async def add_event(
         received_micro=to_micro(usdt) if status == "completed" else 0,
         rate=str(RATE) if provider == "crypto" else None,
     )
-    session.add(payment)
-    await session.flush()
-    return await record_event(session, payment, EVENT_FOR_STATE[status], now)
 
 
 async def add_events(
@@ -84,6 +98,56 @@ async def add_events(
         return [
             await add_event(s, merchant_id, url, now, ref=f"{prefix}-{i}") for i in range(count)
         ]
+
+
+async def bulk_events(
+    sessions: async_sessionmaker[AsyncSession],
+    merchant_id: int,
+    url: str,
+    now: int,
+    count: int,
+    prefix: str = "BULK",
+) -> list[str]:
+    """`count` completed payments with their events and callbacks, inserted in bulk.
+
+    The same rows record_event writes (its snapshot, stored the way it stores it), without a
+    flush per payment: for tests and benches that need thousands. Returns the eventIds.
+    """
+    payments, events, callbacks = [], [], []
+    for i in range(count):
+        payment = _payment(merchant_id, url, now, f"{prefix}-{i}", Decimal("1000.00"))
+        payment.next_sequence = 2
+        event_id = new_id("evt_")
+        data = json.dumps(snapshot(payment, []), default=str, ensure_ascii=False)
+        payments.append(payment.model_dump())
+        events.append(
+            {
+                "event_id": event_id,
+                "payment_id": payment.id,
+                "merchant_id": merchant_id,
+                "type": "payment.completed",
+                "sequence": 1,
+                "status": payment.status,
+                "created_ms": now,
+                "data_json": data,
+            }
+        )
+        callbacks.append(
+            {
+                "event_id": event_id,
+                "payment_id": payment.id,
+                "merchant_id": merchant_id,
+                "url": url,
+                "next_attempt_ms": now,
+                "created_ms": now,
+            }
+        )
+    async with sessions() as s, s.begin():
+        conn = await s.connection()
+        for table, rows in ((Payment, payments), (PaymentEvent, events), (Callback, callbacks)):
+            for start in range(0, len(rows), 1000):
+                await conn.execute(insert(table), rows[start : start + 1000])
+    return [e["event_id"] for e in events]
 
 
 async def callback_rows(sessions: async_sessionmaker[AsyncSession]) -> list[Callback]:
