@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from watcher.cli import admin, common, devchain, merchant, payments, serve
+from watcher.cli import admin, common, devchain, merchant, payments, rate, serve
 
 app = typer.Typer(
     name="watcher",
@@ -33,6 +33,7 @@ serve.register(app)
 app.add_typer(merchant.app, name="merchant", help="Merchants and their API keys.")
 app.add_typer(payments.app, name="payments", help="Inspect payments.")
 app.add_typer(devchain.app, name="devchain", help="Run the local TRON node simulator.")
+app.add_typer(rate.app, name="rate", help="The TRY/USDT rate payments are locked at.")
 
 
 def main() -> None:
