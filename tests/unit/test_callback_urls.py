@@ -1,0 +1,92 @@
+"""callbackUrl: shape at create, address at send (SSRF guard)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from watcher.callbacks.urls import (
+    UnsafeCallbackUrl,
+    host_key,
+    is_allowed,
+    pin,
+    validate_callback_url,
+)
+from watcher.errors import InvalidRequest
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://api.site.com/webhook", "http://shop.example:8080/kasa?t=1", "https://bücher.de/x"],
+)
+def test_http_and_https_urls_with_a_host_are_accepted(url: str) -> None:
+    assert validate_callback_url(f"  {url} ") == url
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("ftp://a.com/x", "http or https"),
+        ("javascript:alert(1)", "http or https"),
+        ("https:///path", "host"),
+        ("https://user:pw@a.com/", "credentials"),
+        ("https://a.com:99999/", "not a valid URL"),
+        ("https://a.com/a b", "spaces"),
+        ("https://a.com/\x07x", "control"),
+        ("https://a.com/" + "x" * 2048, "2048"),
+        ("", "http(s) URL"),
+    ],
+)
+def test_other_urls_are_invalid_requests(url: str, why: str) -> None:
+    with pytest.raises(InvalidRequest, match=why.replace("(", r"\(").replace(")", r"\)")):
+        validate_callback_url(url)
+
+
+@pytest.mark.parametrize(
+    ("address", "allowed"),
+    [
+        ("93.184.216.34", True),
+        ("2606:2800:220:1:248:1893:25c8:1946", True),
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),  # cloud metadata
+        ("100.64.0.1", False),  # carrier-grade NAT
+        ("0.0.0.0", False),
+        ("::1", False),
+        ("fe80::1", False),
+        ("fd00::1", False),
+        ("::ffff:127.0.0.1", False),  # IPv4-mapped loopback
+        ("::ffff:169.254.169.254", False),
+        ("::ffff:93.184.216.34", True),
+        ("2002:7f00:1::", False),  # 6to4 wrapping 127.0.0.1
+    ],
+)
+def test_only_global_addresses_are_allowed(address: str, allowed: bool) -> None:
+    ip = ipaddress.ip_address(address)
+    assert is_allowed(ip, allow_private=False) is allowed
+    assert is_allowed(ip, allow_private=True)
+
+
+async def test_pin_refuses_private_addresses_and_names_them() -> None:
+    for url in ("http://127.0.0.1:9/x", "http://[::ffff:10.0.0.1]/x", "http://localhost/x"):
+        with pytest.raises(UnsafeCallbackUrl, match="non-global"):
+            await pin(url, allow_private=False)
+
+
+async def test_pin_targets_the_checked_address_and_keeps_the_name_for_host_and_tls() -> None:
+    plain = await pin("http://localhost:8080/kasa?x=1", allow_private=True)
+    assert plain.address in ("127.0.0.1", "::1")
+    assert plain.url.host == plain.address and plain.url.port == 8080
+    assert plain.url.raw_path == b"/kasa?x=1"
+    assert plain.headers == {"Host": "localhost:8080"} and plain.extensions == {}
+    tls = await pin("https://localhost/kasa", allow_private=True)
+    assert tls.extensions == {"sni_hostname": "localhost"}
+    assert tls.headers == {"Host": "localhost", "Connection": "close"}
+
+
+def test_host_key_includes_the_default_port() -> None:
+    assert host_key("https://Shop.Example/x") == "shop.example:443"
+    assert host_key("http://shop.example:8080/x") == "shop.example:8080"
