@@ -1,0 +1,69 @@
+"""GET /api/events: the merchant's payment events in order, for reconciliation (DESIGN §6).
+
+The cursor is the event's row id, as a string. Ids are allocated when a transaction inserts
+the row, not when it commits, so on PostgreSQL an event with a lower id can become visible
+after one with a higher id; a reader that had already moved past it would never see it.
+Events are therefore listed only once they are SETTLE_MS old: by then every transaction that
+could still commit a lower id has finished (ours last milliseconds). Callbacks are not
+delayed by this; they are the real-time path, this is the catch-up path.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlalchemy import select
+from sqlmodel import col
+
+from watcher.api.auth import CurrentMerchant, ServicesDep
+from watcher.api.responses import DecimalJSONResponse
+from watcher.callbacks.payload import event_view
+from watcher.db.models import Payment, PaymentEvent
+from watcher.errors import InvalidRequest
+
+router = APIRouter(prefix="/api", default_response_class=DecimalJSONResponse)
+
+SETTLE_MS = 5_000
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+
+def _cursor(after: str) -> int:
+    if after == "":
+        return 0
+    if not after.isdigit() or len(after) > 18:
+        raise InvalidRequest("after must be a cursor returned as `next` by this endpoint")
+    return int(after)
+
+
+@router.get("/events")
+async def list_events(
+    merchant: CurrentMerchant,
+    services: ServicesDep,
+    after: str = "",
+    limit: int = DEFAULT_LIMIT,
+) -> DecimalJSONResponse:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidRequest(f"limit must be between 1 and {MAX_LIMIT}")
+    start = _cursor(after)
+    query = (
+        select(PaymentEvent)
+        .join(Payment, col(Payment.id) == col(PaymentEvent.payment_id))
+        .where(
+            col(PaymentEvent.merchant_id) == merchant.merchant_id,
+            col(Payment.sandbox) == merchant.sandbox,
+            col(PaymentEvent.id) > start,
+            col(PaymentEvent.created_ms) <= services.clock() - SETTLE_MS,
+        )
+        .order_by(col(PaymentEvent.id))
+        .limit(limit)
+    )
+    async with services.sessions() as session:
+        events = list((await session.execute(query)).scalars())
+    last = events[-1].id if events else start
+    body = {
+        "success": True,
+        "events": [event_view(e) for e in events],
+        "next": str(last or ""),
+        "hasMore": len(events) == limit,
+    }
+    return DecimalJSONResponse(body)
