@@ -47,6 +47,7 @@ from watcher.config import Settings
 from watcher.db.engine import transaction
 from watcher.db.models import Callback, CallbackAttempt, Merchant, PaymentEvent
 from watcher.logs import log_context
+from watcher.metrics import Metrics
 from watcher.secrets import SecretBox
 
 log = structlog.get_logger("watcher.callbacks")
@@ -115,6 +116,12 @@ def judge(status_code: int, body: bytes) -> str | None:
     return f'HTTP 200 without {{"received": true}}: {shown!r}'
 
 
+def _metric_outcome(outcome: Outcome, decision: retry.Decision) -> str:
+    if decision.status in (retry.DELIVERED, retry.DEAD):
+        return decision.status
+    return "rejected" if outcome.status_code is not None else "error"
+
+
 def default_worker_id() -> str:
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
 
@@ -134,6 +141,7 @@ class DeliveryWorker:
         worker_id: str | None = None,
         *,
         uniform: retry.Uniform = random.uniform,
+        metrics: Metrics | None = None,
     ) -> None:
         self._cfg = settings.callbacks
         self._sessions = sessions
@@ -141,6 +149,7 @@ class DeliveryWorker:
         self._http = http
         self._clock = clock
         self._uniform = uniform
+        self._metrics = metrics
         self.worker_id = (worker_id or default_worker_id())[:64]
         self.lease_ms = math.ceil(self._cfg.timeout_s * 1000) + LEASE_MARGIN_MS
         self._in_flight: Tally[str] = Tally()
@@ -384,6 +393,8 @@ class DeliveryWorker:
         if not self._marking:
             await self._write_marks()
         self._log(job, outcome, decision, lease_lost=not await marked)
+        if self._metrics is not None:
+            self._metrics.callback_attempt(_metric_outcome(outcome, decision))
 
     async def _write_marks(self) -> None:
         # Group commit: whoever finds no writer running writes everything queued, in one
