@@ -125,13 +125,15 @@ class Rig:
         """Step until there is nothing to do; the number of node errors met on the way."""
         f = follower or self.follower
         errors = 0
+        last: Exception | None = None
         for _ in range(limit):
             try:
                 if not await f.step():
                     return errors
-            except NodeError:
+            except NodeError as exc:
                 errors += 1
-        raise AssertionError("the follower did not catch up")
+                last = exc
+        raise AssertionError(f"the follower did not catch up: {errors} errors, last {last!r}")
 
     async def payment(self, payment_id: str) -> Payment:
         async with self.sessions() as s:

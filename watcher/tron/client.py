@@ -284,9 +284,12 @@ class TronClient:
 
     async def tx_count(self, number: int) -> int:
         data = await self.call("/wallet/gettransactioncountbyblocknum", {"num": number})
-        if not isinstance(data, dict):
-            raise NodeError("gettransactioncountbyblocknum did not answer an object")
-        return int(data.get("num", 0))
+        count = data.get("count") if isinstance(data, dict) else None
+        if isinstance(count, str) and count.isdigit():  # int64 printed as a string
+            count = int(count)
+        if not isinstance(count, int) or isinstance(count, bool):
+            raise NodeError(f"gettransactioncountbyblocknum answered {_snippet(str(data))}")
+        return count
 
     async def shape(self, number: int) -> BlockShape:
         """Header and transaction count of block `number`.
