@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,28 +178,47 @@ def settings_for(db_url: str, endpoints: list[str], **tron: Any) -> Settings:
     return Settings(database={"url": db_url}, tron=tron_settings, wallet=wallet)
 
 
+def new_chain() -> DevChain:
+    chain = DevChain(solidify_lag=LAG, start_time_ms=T0, seed=11)
+    chain.mine(LAG + 2)
+    return chain
+
+
+@contextmanager
+def shared_devchain() -> Iterator[DevChainServer]:
+    """One devchain on its own thread for a whole test module: tests start at its head
+    (start_block = "latest"), so they do not see each other's blocks."""
+    with DevChainServer(new_chain()) as server:
+        yield server
+
+
 @asynccontextmanager
 async def rig(
     db_url: str,
     sessions: async_sessionmaker[AsyncSession],
     *,
+    server: DevChainServer | None = None,
     visible: bool = False,
     extra_endpoints: tuple[str, ...] = (),
     api_key: str | None = None,
     **tron: Any,
 ) -> AsyncIterator[Rig]:
-    chain = DevChain(solidify_lag=LAG, start_time_ms=T0, seed=11)
-    chain.mine(LAG + 2)
-    server = DevChainServer(chain, api_key=api_key)
-    await server.start()
+    own = server is None
+    if server is None:
+        server = DevChainServer(new_chain(), api_key=api_key)
+        await server.start()
     if api_key:
         tron["api_key"] = api_key
     settings = settings_for(db_url, [*extra_endpoints, server.url], **tron)
     async with sessions() as s, s.begin():
         creds = await create_merchant(s, load_box(db_url), "shop-" + uuid.uuid4().hex[:6])
     http = httpx.AsyncClient()
+    hang_s, slow_s = server.hang_s, server.slow_s
     try:
-        yield Rig(chain, server, settings, sessions, http, FakeClock(), creds.id, visible)
+        yield Rig(server.chain, server, settings, sessions, http, FakeClock(), creds.id, visible)
     finally:
         await http.aclose()
-        await server.stop()
+        server.chain.clear_faults()
+        server.hang_s, server.slow_s = hang_s, slow_s
+        if own:
+            await server.stop()

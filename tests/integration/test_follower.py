@@ -7,21 +7,31 @@ events, and the transfers recorded.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tests.integration.chainkit import LAG, USDT_10, Rig, rig
+from tests.integration.chainkit import LAG, USDT_10, Rig, rig, shared_devchain
+from watcher.devchain.server import DevChainServer
 
 pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture(scope="module")
+def devchain() -> Iterator[DevChainServer]:
+    with shared_devchain() as server:
+        yield server
+
 
 FAKE_USDT = "TXLAQ63Xg1NAzckPwKHvzw7CSEmLMEqcdj"  # any other contract: same symbol, not USDT
 
 
-@pytest.fixture(params=[False, True], ids=["hex", "visible"])
+@pytest.fixture
 async def r(
-    request: pytest.FixtureRequest, db_url: str, sessions: async_sessionmaker[AsyncSession]
+    db_url: str, sessions: async_sessionmaker[AsyncSession], devchain: DevChainServer
 ) -> Rig:
-    async with rig(db_url, sessions, visible=request.param) as made:
+    async with rig(db_url, sessions, server=devchain) as made:
         await made.start()
         yield made  # type: ignore[misc]
 
@@ -127,3 +137,25 @@ async def test_unrelated_addresses_are_not_recorded(r: Rig) -> None:
     await r.catch_up()
     assert await r.transfers() == []
     assert await r.cursor("final") == r.chain.solid_number
+
+
+async def test_visible_true_answers_are_read_the_same(
+    db_url: str, sessions: async_sessionmaker[AsyncSession], devchain: DevChainServer
+) -> None:
+    """java-tron with visible=true prints base58 everywhere, log addresses included."""
+    async with rig(db_url, sessions, server=devchain, visible=True) as r:
+        await r.start()
+        a, b = await r.pay(USDT_10), await r.pay(USDT_10)
+        r.chain.transfer(a.address or "", USDT_10)
+        r.chain.transfer(b.address or "", USDT_10, token=FAKE_USDT)
+        r.chain.transfer(b.address or "", USDT_10, result="REVERT")
+        r.chain.batch_transfer([(b.address or "", 4_000_000), (b.address or "", 0)])
+        r.chain.mine(1)
+        await r.catch_up()
+        assert (await r.payment(a.id)).status == "confirming"
+        r.chain.mine(LAG)
+        await r.catch_up()
+        assert (await r.payment(a.id)).status == "completed"
+        partial = await r.payment(b.id)
+        assert (partial.status, partial.received_micro) == ("pending", 4_000_000)
+        assert len(await r.transfers()) == 2

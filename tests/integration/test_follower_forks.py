@@ -6,20 +6,30 @@ import asyncio
 import json
 import random
 import sys
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tests.integration.chainkit import LAG, USDT_10, Rig, rig
+from tests.integration.chainkit import LAG, USDT_10, Rig, rig, shared_devchain
 from watcher.db.models import ChainBlock
+from watcher.devchain.server import DevChainServer
 
 pytestmark = pytest.mark.asyncio
 
 
+@pytest.fixture(scope="module")
+def devchain() -> Iterator[DevChainServer]:
+    with shared_devchain() as server:
+        yield server
+
+
 @pytest.fixture
-async def r(db_url: str, sessions: async_sessionmaker[AsyncSession]) -> Rig:
-    async with rig(db_url, sessions) as made:
+async def r(
+    db_url: str, sessions: async_sessionmaker[AsyncSession], devchain: DevChainServer
+) -> Rig:
+    async with rig(db_url, sessions, server=devchain) as made:
         await made.start()
         yield made  # type: ignore[misc]
 
@@ -153,7 +163,7 @@ async def test_restarts_at_any_moment_credit_each_transfer_exactly_once(r: Rig) 
         r.chain.mine(1)
     r.chain.mine(LAG)
     # Killed (SIGKILL, mid-step: its transaction never commits) and restarted…
-    for _ in range(3):
+    for _ in range(2):
         await _killed_follower(r, rng.randint(2, 12))
     # …and stopped politely (finishes the step in flight) and restarted.
     for _ in range(3):

@@ -1,0 +1,107 @@
+"""Node faults (TRON.md): every one is retried, no block is skipped, nothing is read as data.
+
+A watched transfer sits in every block of the range, so a skipped block or an error body
+taken for "no transfers" would leave a payment unpaid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tests.integration.chainkit import LAG, USDT_10, Rig, rig, shared_devchain
+from watcher.devchain.faults import FaultKind
+from watcher.devchain.server import DevChainServer
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture(scope="module")
+def devchain() -> Iterator[DevChainServer]:
+    with shared_devchain() as server:
+        yield server
+
+
+BLOCKS = 3
+API_KEY = "k-3f1c9a"
+
+
+@pytest.fixture
+def db_kind() -> str:
+    """Node faults touch no storage path the other tests do not: SQLite is enough here."""
+    return "sqlite"
+
+
+async def _transfer_in_every_block(r: Rig) -> list[str]:
+    ids = []
+    for _ in range(BLOCKS):
+        p = await r.pay(USDT_10)
+        r.chain.transfer(p.address or "", USDT_10)
+        r.chain.add_filler(4)
+        r.chain.mine(1)
+        ids.append(p.id)
+    r.chain.mine(LAG)
+    return ids
+
+
+async def _all_paid_once(r: Rig, ids: list[str]) -> None:
+    for pid in ids:
+        p = await r.payment(pid)
+        assert (p.status, p.received_micro) == ("completed", USDT_10)
+    rows = await r.transfers()
+    assert len(rows) == BLOCKS and len({t.block_number for t in rows}) == BLOCKS
+    assert await r.cursor("final") == r.chain.solid_number
+
+
+@pytest.mark.parametrize("kind", [k.value for k in FaultKind])
+async def test_node_fault_is_retried_and_no_block_is_skipped(
+    kind: str, db_url: str, sessions: async_sessionmaker[AsyncSession], devchain: DevChainServer
+) -> None:
+    async with rig(db_url, sessions, server=devchain, request_timeout_s=0.3) as r:
+        await r.start()
+        r.server.hang_s = 1.0  # a `timeout` fault holds the request longer than we wait
+        r.server.slow_s = 0.05  # a `slow` answer still comes within the timeout
+        ids = await _transfer_in_every_block(r)
+        # A fault on the infos and one on the headers (lagging_infos only ever hits the
+        # infos), plus a run on whatever comes next.
+        r.chain.inject_fault(kind, 1, path="/wallet/gettransactioninfobyblocknum")
+        if kind != FaultKind.LAGGING_INFOS:
+            r.chain.inject_fault(kind, 1, path="/wallet/getblock")
+        r.chain.inject_fault(kind, 2)
+        errors = await r.catch_up()
+        await _all_paid_once(r, ids)
+        assert r.chain.faults_queued == 0
+        if kind in (FaultKind.SLOW, FaultKind.STALE_HEAD):
+            assert errors >= 0  # a late or stale answer is not an error in itself
+        else:
+            assert errors > 0 or any(e.errors for e in r.client.endpoints)
+
+
+async def test_lagging_infos_are_retried_never_taken_as_no_transfers(
+    db_url: str, sessions: async_sessionmaker[AsyncSession], devchain: DevChainServer
+) -> None:
+    async with rig(db_url, sessions, server=devchain) as r:
+        await r.start()
+        ids = await _transfer_in_every_block(r)
+        r.chain.inject_fault("lagging_infos", 2 * BLOCKS)
+        errors = await r.catch_up()
+        assert errors >= BLOCKS
+        await _all_paid_once(r, ids)
+
+
+async def test_fails_over_to_the_next_endpoint_and_sends_the_api_key(
+    db_url: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    dead = "http://127.0.0.1:9"  # nothing listens there: connection refused
+    async with rig(db_url, sessions, extra_endpoints=(dead,), api_key=API_KEY) as r:
+        await r.start()
+        ids = await _transfer_in_every_block(r)
+        assert await r.catch_up() == 0  # the second endpoint answers every time
+        await _all_paid_once(r, ids)
+        down, up = r.client.endpoints
+        assert (down.url, down.healthy, up.healthy) == (dead, False, True)
+        assert down.errors >= 1 and up.errors == 0
+        assert r.server.requests
+        assert all(h.get("tron-pro-api-key") == API_KEY for _, h in r.server.requests)
