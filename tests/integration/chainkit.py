@@ -91,6 +91,7 @@ class Rig:
         expires_ms: int | None = None,
         created_block: int | None = None,
         status: str = "pending",
+        callback_url: str | None = None,
     ) -> Payment:
         async with self.sessions() as s, s.begin():
             if created_block is None:
@@ -113,6 +114,7 @@ class Rig:
                 amount_micro=amount_micro,
                 rate="35.5",
                 created_block=created_block,
+                callback_url=callback_url,
             )
             s.add(p)
         return p

@@ -1,0 +1,131 @@
+"""Expiry and late funds (DESIGN §5): deadlines judged by block time, partial sums kept,
+funds after the deadline recorded and flagged `late` with their own event."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
+
+from tests.integration.chainkit import LAG, USDT_10, Rig, rig, shared_devchain
+from watcher.db.models import Callback
+from watcher.devchain.server import DevChainServer
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture(scope="module")
+def devchain() -> Iterator[DevChainServer]:
+    with shared_devchain() as server:
+        yield server
+
+
+@pytest.fixture
+async def r(
+    db_url: str, sessions: async_sessionmaker[AsyncSession], devchain: DevChainServer
+) -> Rig:
+    async with rig(db_url, sessions, server=devchain) as made:
+        await made.start()
+        yield made  # type: ignore[misc]
+
+
+def deadline_after(r: Rig, blocks: int) -> int:
+    """A deadline between block head+blocks and the one after it."""
+    return r.block_ms(r.chain.head_number + blocks) + 1000
+
+
+async def test_overdue_payment_expires_keeping_its_partial_sum(r: Rig) -> None:
+    p = await r.pay(USDT_10, expires_ms=deadline_after(r, 2), callback_url="https://shop.test/cb")
+    r.chain.transfer(p.address or "", 3_000_000)
+    r.chain.mine(LAG + 4)
+    await r.catch_up()
+    r.clock.now = p.expires_ms + 1
+    assert await r.expirer().step() is False  # one small batch, all done
+    expired = await r.payment(p.id)
+    assert (expired.status, expired.received_micro, expired.late) == ("expired", 3_000_000, False)
+    assert expired.final_ms == r.clock.now
+    assert await r.events(p.id) == ["payment.expired"]
+    async with r.sessions() as s:
+        outbox = (await s.execute(select(Callback).where(col(Callback.payment_id) == p.id))).all()
+    assert len(outbox) == 1  # the event's callback is queued with it
+
+
+async def test_no_expiry_until_the_chain_is_read_past_the_deadline(r: Rig) -> None:
+    p = await r.pay(USDT_10, expires_ms=deadline_after(r, 2))
+    r.chain.transfer(p.address or "", USDT_10)
+    r.chain.mine(1)  # on time, but the follower has not read it yet
+    r.chain.mine(LAG + 3)
+    r.clock.now = p.expires_ms + 60_000  # the wall clock is past the deadline
+    await r.expirer().step()
+    assert (await r.payment(p.id)).status == "pending"
+    await r.catch_up()
+    await r.expirer().step()
+    paid = await r.payment(p.id)
+    assert (paid.status, paid.late) == ("completed", False)
+    assert await r.events(p.id) == ["payment.completed"]
+
+
+async def test_on_time_transfer_awaiting_finality_holds_expiry(r: Rig) -> None:
+    p = await r.pay(USDT_10, expires_ms=deadline_after(r, 1))
+    r.chain.transfer(p.address or "", USDT_10)
+    r.chain.mine(3)  # the transfer's block is on time; the chain moves past the deadline
+    await r.catch_up()
+    r.clock.now = p.expires_ms + 1
+    await r.expirer().step()
+    assert (await r.payment(p.id)).status == "confirming"
+    r.chain.mine(LAG)
+    await r.catch_up()
+    await r.expirer().step()
+    assert (await r.payment(p.id)).status == "completed"
+    assert await r.events(p.id) == ["payment.confirming", "payment.completed"]
+
+
+async def test_late_funds_are_recorded_and_flag_the_payment_late(r: Rig) -> None:
+    p = await r.pay(USDT_10, expires_ms=deadline_after(r, 1))
+    r.chain.mine(3)
+    await r.catch_up()
+    r.clock.now = p.expires_ms + 1
+    await r.expirer().step()
+    assert (await r.payment(p.id)).status == "expired"
+    r.chain.transfer(p.address or "", USDT_10)
+    r.chain.mine(1)
+    await r.catch_up()
+    seen = await r.payment(p.id)
+    assert (seen.status, seen.late, seen.confirming_micro) == ("expired", False, USDT_10)
+    r.chain.mine(LAG)
+    await r.catch_up()
+    late = await r.payment(p.id)
+    assert (late.status, late.late, late.late_micro, late.received_micro) == (
+        "expired",
+        True,
+        USDT_10,
+        0,
+    )
+    assert await r.events(p.id) == ["payment.expired", "payment.late"]
+    (t,) = await r.transfers()
+    assert (t.payment_id, t.late, t.state) == (p.id, True, "final")
+
+
+async def test_late_transfer_seen_before_the_expirer_ran_expires_then_flags_late(r: Rig) -> None:
+    p = await r.pay(USDT_10, expires_ms=deadline_after(r, 1))
+    r.chain.mine(2)
+    r.chain.transfer(p.address or "", 4_000_000)
+    r.chain.mine(LAG + 1)
+    r.clock.now = p.expires_ms + 1
+    await r.catch_up()
+    late = await r.payment(p.id)
+    assert (late.status, late.late, late.late_micro) == ("expired", True, 4_000_000)
+    assert await r.events(p.id) == ["payment.expired", "payment.late"]
+
+
+async def test_expirer_loop_stops_when_asked(r: Rig) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(r.expirer().run(stop))
+    await asyncio.sleep(0)
+    stop.set()
+    await task
+    assert task.done() and task.exception() is None
