@@ -10,6 +10,7 @@ deliveries in flight finish or go back to the queue when their lease expires.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable
@@ -24,9 +25,9 @@ from watcher.api import serving
 from watcher.api.app import create_app
 from watcher.callbacks.delivery import DeliveryWorker
 from watcher.config import Settings
-from watcher.db.engine import create_engine, sqlite_path
+from watcher.db.engine import create_engine, is_sqlite, sqlite_path
 from watcher.db.migrate import upgrade
-from watcher.locks import PgLeaderLock, SqliteInstanceLock
+from watcher.locks import LeaderElected, PgLeaderLock, SqliteInstanceLock
 from watcher.metrics import Metrics
 from watcher.payments.expiry import Expirer
 from watcher.services import Services, build_services
@@ -37,7 +38,6 @@ from watcher.tron.follower import Follower, ensure_start_cursor
 log = structlog.get_logger("watcher.daemon")
 
 PARTS = frozenset({"api", "scan", "deliver"})
-SCANNER_LOCK_KEY = 0x6B617363  # "kasc"
 GRACE_S = 20.0
 
 
@@ -86,6 +86,37 @@ class ApiServer:
 
 
 @dataclass
+class Scanner:
+    """The chain follower and the expirer: they run together, on one elected process."""
+
+    services: Services
+    metrics: Metrics
+    watchdog: Watchdog
+    name: str = "scan"
+    tron: TronClient = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tron = TronClient(
+            self.services.settings.tron, self.services.http, metrics=self.metrics
+        )
+
+    async def ensure_cursor(self) -> int:
+        s = self.services
+        return await ensure_start_cursor(s.settings, s.sessions, self.tron)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        s = self.services
+        await self.ensure_cursor()
+        follower = Follower(
+            s.settings, s.sessions, self.tron, s.clock, metrics=self.metrics, watchdog=self.watchdog
+        )
+        expirer = Expirer(s.settings, s.sessions, s.clock)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(follower.run(stop), name="follower")
+            group.create_task(expirer.run(stop), name="expirer")
+
+
+@dataclass
 class Daemon:
     settings: Settings
     parts: frozenset[str]
@@ -99,25 +130,15 @@ class Daemon:
             await self._single_instance(stack)
             await _migrate(self.settings)
             services = await stack.enter_async_context(build_services(self.settings))
-            metrics = Metrics()
+            metrics = Metrics(services.clock)
             watchdog = Watchdog.from_env()
             components: list[Component] = []
             if "scan" in self.parts:
-                tron = TronClient(self.settings.tron, services.http, metrics=metrics)
-                if not await self._lead(stack, stop):
-                    return 0
-                await ensure_start_cursor(self.settings, services.sessions, tron)
-                components.append(
-                    Follower(
-                        self.settings,
-                        services.sessions,
-                        tron,
-                        services.clock,
-                        metrics=metrics,
-                        watchdog=watchdog,
-                    )
-                )
-                components.append(Expirer(self.settings, services.sessions, services.clock))
+                scanner = Scanner(services, metrics, watchdog)
+                if "api" in self.parts:
+                    # The start block is fixed before the API takes its first payment.
+                    await scanner.ensure_cursor()
+                components.append(self._elected(scanner))
             if "deliver" in self.parts:
                 components.append(
                     DeliveryWorker(
@@ -126,7 +147,7 @@ class Daemon:
                         services.box,
                         services.http,
                         services.clock,
-                        worker_id=f"{socket.gethostname()}-{id(self)}",
+                        worker_id=f"{socket.gethostname()}-{os.getpid()}",
                         metrics=metrics,
                     )
                 )
@@ -146,19 +167,12 @@ class Daemon:
         lock.acquire()  # raises with a clear message when another daemon holds the file
         stack.callback(lock.release)
 
-    async def _lead(self, stack: AsyncExitStack, stop: asyncio.Event) -> bool:
-        """On PostgreSQL exactly one scanner is active; the others stand by here."""
-        if sqlite_path(self.settings.database.url) is not None:
-            return True
-        if self.settings.database.url.startswith("sqlite"):
-            return True
-        lock = PgLeaderLock(self.settings.database.url, SCANNER_LOCK_KEY)
-        self.notifier.status("standing by for the scanner lock")
-        if not await lock.acquire(stop):
-            return False
-        stack.push_async_callback(lock.release)
-        log.info("scanner_leader_acquired")
-        return True
+    def _elected(self, scanner: Scanner) -> Component:
+        """On PostgreSQL exactly one scanner is active: the others stand by (READY, watchdog
+        fed) and take over from the stored cursors when the leader's lock goes away."""
+        if is_sqlite(self.settings.database.url):
+            return scanner
+        return LeaderElected(PgLeaderLock(self.settings.database.url), lambda: scanner, "scan")
 
     async def _supervise(
         self,

@@ -1,4 +1,4 @@
-"""`watcher run|api|scan|deliver`: the daemon, whole or in parts."""
+"""`watcher run|api|scan|deliver` (the daemon, whole or in parts) and `watcher demo`."""
 
 from __future__ import annotations
 
@@ -7,18 +7,18 @@ import asyncio
 import typer
 
 from watcher.cli.common import fail, state
+from watcher.daemon import Daemon, DaemonError
+from watcher.demo import run_demo
+from watcher.locks import InstanceLocked
 from watcher.logs import configure_logging
 
 
 def _serve(ctx: typer.Context, parts: frozenset[str]) -> None:
-    from watcher.daemon import Daemon, DaemonError  # INTEGRATION: top-level once parts land
-    from watcher.locks import LockHeld
-
     settings = state(ctx).settings
     configure_logging(settings.log)
     try:
         code = asyncio.run(Daemon(settings, parts).run())
-    except (DaemonError, LockHeld) as exc:
+    except (DaemonError, InstanceLocked) as exc:
         fail(str(exc))
     raise typer.Exit(code)
 
@@ -43,3 +43,8 @@ def register(app: typer.Typer) -> None:
     def deliver(ctx: typer.Context) -> None:
         """Only callback delivery (run several on PostgreSQL)."""
         _serve(ctx, frozenset({"deliver"}))
+
+    @app.command("demo")
+    def demo() -> None:
+        """The whole flow on a local devchain and simulated Binance; no network, no config."""
+        raise typer.Exit(run_demo())
