@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from watcher.cli import admin, callbacks, common, devchain, merchant, payments, rate, serve
+from watcher.cli import admin, callbacks, chain, common, devchain, merchant, payments, rate, serve
 
 app = typer.Typer(
     name="watcher",
@@ -35,6 +35,7 @@ app.add_typer(payments.app, name="payments", help="Inspect payments.")
 app.add_typer(callbacks.app, name="callbacks", help="Merchant callbacks: list, show, retry.")
 app.add_typer(devchain.app, name="devchain", help="Run the local TRON node simulator.")
 app.add_typer(rate.app, name="rate", help="The TRY/USDT rate payments are locked at.")
+app.add_typer(chain.app, name="chain", help="The chain follower: status, verify a transaction.")
 
 
 def main() -> None:
