@@ -57,7 +57,9 @@ def from_micro(m: int) -> Decimal:
     return (Decimal(m) / MICRO).quantize(Decimal("0.000001"))
 
 
-def usdt_for_try(amount_try: Decimal, rate: Decimal, spread_percent: Decimal = Decimal(0)) -> Decimal:
+def usdt_for_try(
+    amount_try: Decimal, rate: Decimal, spread_percent: Decimal = Decimal(0)
+) -> Decimal:
     """USDT due for `amount_try` at `rate` TRY per USDT, rounded half-up to 2 dp.
 
     10000 TRY at 35.50 -> 281.69 (seed 000).
