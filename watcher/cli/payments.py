@@ -12,6 +12,7 @@ from sqlmodel import col
 
 from watcher import jsonio
 from watcher.cli.common import fail, out, print_json, run, state, with_session
+from watcher.cli.unmatched import unmatched
 from watcher.clock import iso
 from watcher.db.models import Callback as CallbackRow
 from watcher.db.models import CallbackAttempt, Payment, PaymentEvent, Transfer
@@ -20,6 +21,7 @@ from watcher.payments.events import payment_txids, snapshot
 from watcher.payments.states import ALL_STATES
 
 app = typer.Typer(no_args_is_help=True)
+app.command("unmatched")(unmatched)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON only.")]
 
 
