@@ -7,6 +7,8 @@ from typing import Annotated
 import typer
 
 from watcher.cli import admin, callbacks, chain, common, devchain, merchant, payments, rate, serve
+from watcher.config import LogSettings
+from watcher.logs import configure_logging
 
 app = typer.Typer(
     name="watcher",
@@ -25,6 +27,9 @@ def root(
         typer.Option("--config", "-c", help="TOML config file (default: $WATCHER_CONFIG)."),
     ] = None,
 ) -> None:
+    # Commands log warnings and errors only, to stderr, so `--json` output stays clean; the
+    # daemon commands reconfigure logging from [log] once settings are loaded.
+    configure_logging(LogSettings(level="WARNING", json_logs=False))
     ctx.obj = common.State(config_path=config)
 
 
