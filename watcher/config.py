@@ -73,6 +73,7 @@ class RatesSettings(_Section):
     cache_s: float = Field(10, ge=0)
     max_age_s: float = Field(300, ge=0)
     quote_ttl_min: float = Field(30, gt=0)
+    timeout_s: float = Field(5, gt=0)
 
 
 class LimitsSettings(_Section):

@@ -54,7 +54,7 @@ async def build_services(settings: Settings, clock: Clock = now_ms) -> AsyncIter
         engine=engine,
         sessions=sessions,
         box=load_box(settings.database.url),
-        rates=rates.build_rate_source(settings, http, sessions, clock=clock),
+        rates=rates.build_rate_source(settings, sessions, clock=clock),
         addresses=wallets.build_allocator(settings, clock=clock),
         http=http,
         clock=clock,

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -79,8 +78,7 @@ async def test_the_factory_builds_a_source_pointed_at_the_configured_url(
 ) -> None:
     fake, url = binance
     settings = Settings.model_validate({"rates": {"binance_base_url": url + "/"}})
-    async with httpx.AsyncClient() as http:
-        quote = await build_rate_source(settings, http, sessions).quote()
+    quote = await build_rate_source(settings, sessions).quote()
     assert quote.price == Decimal("35.5")
     assert fake.ticker_calls == 1
 

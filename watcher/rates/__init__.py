@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from watcher.clock import Clock, now_ms
@@ -12,12 +11,7 @@ from watcher.rates.binance import BinanceRateSource
 
 
 def build_rate_source(
-    settings: Settings,
-    http: httpx.AsyncClient,
-    sessions: async_sessionmaker[AsyncSession],
-    clock: Clock = now_ms,
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], clock: Clock = now_ms
 ) -> RateSource:
-    """The configured rate source. `http` is unused: python-binance brings its own aiohttp
-    client; it stays in the signature so a future httpx-based source needs no caller change."""
-    del http
-    return BinanceRateSource(settings.rates, sessions, clock)
+    """The configured rate source (python-binance brings its own aiohttp client)."""
+    return BinanceRateSource(settings.rates, sessions, clock, timeout_s=settings.rates.timeout_s)
