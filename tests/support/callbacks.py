@@ -24,7 +24,7 @@ ADDRESS = "TXj9Qm1kGkq3a7bVx5v8d3X1nQ2sS5tWcK"
 def callback_settings(db_url: str, **callbacks: Any) -> Settings:
     values: dict[str, Any] = {"allow_private_urls": True, "timeout_s": 5, "backoff_s": [60]}
     values.update(callbacks)
-    return Settings(database={"url": db_url}, callbacks=values)  # type: ignore[arg-type]
+    return Settings.model_validate({"database": {"url": db_url}, "callbacks": values})
 
 
 async def new_merchant(
@@ -147,7 +147,7 @@ async def bulk_events(
         for table, rows in ((Payment, payments), (PaymentEvent, events), (Callback, callbacks)):
             for start in range(0, len(rows), 1000):
                 await conn.execute(insert(table), rows[start : start + 1000])
-    return [e["event_id"] for e in events]
+    return [str(e["event_id"]) for e in events]
 
 
 async def callback_rows(sessions: async_sessionmaker[AsyncSession]) -> list[Callback]:

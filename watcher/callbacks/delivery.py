@@ -9,10 +9,11 @@ between sending and marking leaves the lease to expire, and the callback is sent
 receiver may see an attempt twice, never none; eventId lets it drop the repeat). The lease is
 the per-attempt timeout plus a margin, so a live worker always finishes an attempt first.
 
-Claiming reads due candidates (hosts at their limit excluded in SQL), picks what fits the free
-slots per host, then takes the picked rows with `FOR UPDATE SKIP LOCKED` on PostgreSQL, so
-several `watcher deliver` processes never hold the same callback. On SQLite every transaction
-starts with BEGIN IMMEDIATE (watcher.db.engine), which makes the same two steps atomic.
+Claiming locks due candidates with `FOR UPDATE SKIP LOCKED` on PostgreSQL (hosts at their
+limit excluded in SQL), picks what fits the free slots per host and leases those in the same
+transaction, so several `watcher deliver` processes never hold the same callback and never
+queue behind each other's rows. On SQLite every transaction starts with BEGIN IMMEDIATE
+(watcher.db.engine), which makes the same steps atomic.
 
 Delivered only on HTTP 200 with JSON {"received": true}. Every attempt is stored
 (CallbackAttempt: code, error, duration); the retry time lives on the row (watcher.callbacks.retry).
@@ -29,13 +30,13 @@ import secrets
 import socket
 import time
 from collections import Counter as Tally
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import structlog
-from sqlalchemy import ColumnElement, insert, or_, select, text, update
+from sqlalchemy import BigInteger, ColumnElement, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
@@ -77,6 +78,51 @@ class Outcome:
     duration_ms: int
     status_code: int | None = None
     error: str | None = None
+
+
+_MARK_ROW = (
+    update(Callback)
+    .where(col(Callback.id) == bindparam("b_id"), col(Callback.status) != retry.DELIVERED)
+    .values(
+        attempts=col(Callback.attempts) + 1,
+        status=bindparam("b_status"),
+        next_attempt_ms=func.coalesce(
+            bindparam("b_next", type_=BigInteger), col(Callback.next_attempt_ms)
+        ),
+        locked_until_ms=0,
+        locked_by=None,
+        last_status_code=bindparam("b_code"),
+        last_error=bindparam("b_error"),
+        delivered_ms=bindparam("b_delivered", type_=BigInteger),
+    )
+)
+
+
+# What a callback's payload is built from (watcher.callbacks.payload.event_view).
+_EVENT_FIELDS = (
+    "event_id",
+    "payment_id",
+    "merchant_id",
+    "type",
+    "sequence",
+    "status",
+    "created_ms",
+    "data_json",
+)
+
+
+_JOINED = (
+    col(PaymentEvent.event_id) == col(Callback.event_id),
+    col(Merchant.id) == col(PaymentEvent.merchant_id),
+)
+_SENDING = (
+    col(Callback.id),
+    col(Callback.host),
+    col(Callback.url),
+    col(Callback.attempts),
+    *(col(getattr(PaymentEvent, name)) for name in _EVENT_FIELDS),
+    col(Merchant.webhook_secret_enc),
+)
 
 
 @dataclass(frozen=True)
@@ -254,6 +300,11 @@ class DeliveryWorker:
         per_host = self._cfg.per_host_concurrency
         saturated = [h for h, n in self._in_flight.items() if n >= per_host]
         async with transaction(self._sessions) as session:
+            conn = await session.connection()
+            if conn.dialect.name == "postgresql":
+                # Losing a lease in a database crash can only cause a repeat send; the outbox
+                # rows themselves were committed durably by record_event.
+                await conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
             now = self._clock()
             query = select(col(Callback.id), col(Callback.host), col(Callback.url))
             query = query.where(*self._due(now))
@@ -262,53 +313,37 @@ class DeliveryWorker:
                 query = query.where(or_(host.is_(None), host.not_in(saturated)))
             limit = free * CANDIDATES_PER_SLOT
             query = query.order_by(col(Callback.next_attempt_ms), col(Callback.id)).limit(limit)
-            rows = (await session.execute(query)).all()
+            # Candidates are locked (PostgreSQL): concurrent workers skip them and take the next
+            # ones instead of racing for the same rows. Those not chosen are free at commit.
+            rows = (await conn.execute(query.with_for_update(skip_locked=True))).all()
             candidates = [(r.id, r.host or host_key(r.url)) for r in rows]
             chosen = pick(candidates, free, self._in_flight, per_host)
             if not chosen:
                 return [], False
-            claimed = await self._lease(session, chosen, now)
-            jobs = await self._jobs(session, claimed)
-        more = len(rows) == limit or len(claimed) < len(chosen) or len(chosen) < len(rows)
-        return jobs, more
-
-    async def _lease(self, session: AsyncSession, ids: list[int], now: int) -> list[Any]:
-        lockable = (
-            select(col(Callback.id))
-            .where(col(Callback.id).in_(ids), *self._due(now))
-            .with_for_update(skip_locked=True)
-        )
-        stmt = (
-            update(Callback)
-            .where(col(Callback.id).in_(lockable))
-            .values(locked_until_ms=now + self.lease_ms, locked_by=self.worker_id)
-            .returning(
-                col(Callback.id),
-                col(Callback.host),
-                col(Callback.url),
-                col(Callback.attempts),
-                col(Callback.event_id),
+            lease = (
+                update(Callback)
+                .where(col(Callback.id).in_(chosen))
+                .values(locked_until_ms=now + self.lease_ms, locked_by=self.worker_id)
             )
-        )
-        return list((await session.execute(stmt)).all())
+            if conn.dialect.name == "postgresql":
+                # One round trip: lease and read what sending needs (UPDATE … FROM … RETURNING).
+                leased = (await conn.execute(lease.where(*_JOINED).returning(*_SENDING))).all()
+            else:  # SQLite's RETURNING sees only the updated table; no round trips to save
+                await conn.execute(lease)
+                sending = select(*_SENDING).where(col(Callback.id).in_(chosen), *_JOINED)
+                leased = (await conn.execute(sending)).all()
+        return self._jobs(leased), len(rows) == limit or len(chosen) < len(rows)
 
-    async def _jobs(self, session: AsyncSession, claimed: list[Any]) -> list[Job]:
-        if not claimed:
-            return []
-        query = (
-            select(PaymentEvent, col(Merchant.webhook_secret_enc))
-            .join(Merchant, col(Merchant.id) == col(PaymentEvent.merchant_id))
-            .where(col(PaymentEvent.event_id).in_([c.event_id for c in claimed]))
-        )
-        found = {ev.event_id: (ev, enc) for ev, enc in (await session.execute(query)).all()}
+    def _jobs(self, leased: Sequence[Any]) -> list[Job]:
         plain: dict[str, str] = {}
         jobs = []
-        for c in sorted(claimed, key=lambda c: c.id):
-            event, enc = found[c.event_id]
+        for row in sorted(leased, key=lambda r: r.id):
+            enc = row.webhook_secret_enc
             if enc not in plain:
                 plain[enc] = self._box.decrypt(enc)
-            host = c.host or host_key(c.url)
-            jobs.append(Job(c.id, host, c.url, c.attempts + 1, event, plain[enc]))
+            event = PaymentEvent(**{name: getattr(row, name) for name in _EVENT_FIELDS})
+            host = row.host or host_key(row.url)
+            jobs.append(Job(row.id, host, row.url, row.attempts + 1, event, plain[enc]))
         return jobs
 
     # -- one attempt -------------------------------------------------------------------------
@@ -415,48 +450,51 @@ class DeliveryWorker:
             self._marking = False
 
     async def _store(self, batch: list[_Mark]) -> list[bool]:
-        """Write a batch of marks; for each, whether its row was ours to update."""
+        """Write a batch of marks; for each, whether the row was still leased to us."""
+        ids = [m.job.id for m in batch]
         async with transaction(self._sessions) as session:
             conn = await session.connection()
             if conn.dialect.name == "postgresql":
                 # A mark lost in a database crash only means the callback is sent again.
                 await conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
-            rows = [self._attempt_row(m.job, m.outcome) for m in batch]
-            await conn.execute(insert(CallbackAttempt), rows)
-            kept = []
-            for m in batch:
-                result = await conn.execute(self._row_update(m.job, m.outcome, m.decision))
-                kept.append(result.rowcount != 0)
-        return kept
+            mine = select(col(Callback.id)).where(
+                col(Callback.id).in_(ids), col(Callback.locked_by) == self.worker_id
+            )
+            owned = set((await conn.execute(mine.with_for_update())).scalars())
+            await conn.execute(insert(CallbackAttempt), [self._attempt_row(m) for m in batch])
+            # A row whose lease passed to another worker is theirs to mark, unless we delivered:
+            # delivered is a fact, recorded regardless (their mark then finds it delivered).
+            updates = [
+                self._row_values(m)
+                for m in batch
+                if m.job.id in owned or m.decision.status == retry.DELIVERED
+            ]
+            if updates:
+                await conn.execute(_MARK_ROW, updates)
+        return [m.job.id in owned for m in batch]
 
-    def _attempt_row(self, job: Job, outcome: Outcome) -> dict[str, Any]:
+    def _attempt_row(self, m: _Mark) -> dict[str, Any]:
         return {
-            "callback_id": job.id,
-            "attempt": job.attempt,
-            "started_ms": outcome.started_ms,
-            "duration_ms": outcome.duration_ms,
-            "status_code": outcome.status_code,
-            "error": outcome.error,
+            "callback_id": m.job.id,
+            "attempt": m.job.attempt,
+            "started_ms": m.outcome.started_ms,
+            "duration_ms": m.outcome.duration_ms,
+            "status_code": m.outcome.status_code,
+            "error": m.outcome.error,
             "worker": self.worker_id,
         }
 
-    def _row_update(self, job: Job, outcome: Outcome, decision: retry.Decision) -> Any:
-        values: dict[str, Any] = {
-            "attempts": col(Callback.attempts) + 1,
-            "status": decision.status,
-            "locked_until_ms": 0,
-            "locked_by": None,
-            "last_status_code": outcome.status_code,
-            "last_error": outcome.error,
+    @staticmethod
+    def _row_values(m: _Mark) -> dict[str, Any]:
+        delivered = m.decision.status == retry.DELIVERED
+        return {
+            "b_id": m.job.id,
+            "b_status": m.decision.status,
+            "b_next": m.decision.next_attempt_ms,
+            "b_code": m.outcome.status_code,
+            "b_error": m.outcome.error,
+            "b_delivered": m.outcome.started_ms + m.outcome.duration_ms if delivered else None,
         }
-        stmt = update(Callback).where(col(Callback.id) == job.id)
-        if decision.status == retry.DELIVERED:
-            # Delivered is a fact even if our lease ran out meanwhile: record it regardless.
-            values["delivered_ms"] = outcome.started_ms + outcome.duration_ms
-            return stmt.where(col(Callback.status) != retry.DELIVERED).values(**values)
-        if decision.next_attempt_ms is not None:
-            values["next_attempt_ms"] = decision.next_attempt_ms
-        return stmt.where(col(Callback.locked_by) == self.worker_id).values(**values)
 
     def _log(
         self, job: Job, outcome: Outcome, decision: retry.Decision, *, lease_lost: bool
