@@ -20,7 +20,8 @@ from watcher.db.migrate import is_current
 
 T = TypeVar("T")
 
-out = Console()
+# Piped output gets a wide console: operators grep full ids, not "txn_c0…".
+out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
 
