@@ -1,0 +1,245 @@
+"""The outbox rows as the delivery worker uses them: claim (lease) due callbacks, mark attempts.
+
+Claims are leases on the row (`locked_until_ms`, `locked_by`), never memory: a worker that dies
+between sending and marking leaves the lease to expire, and the callback is sent again (the
+receiver may see an attempt twice, never none; eventId lets it drop the repeat).
+
+Claiming locks due candidates with `FOR UPDATE SKIP LOCKED` on PostgreSQL (hosts at their
+limit excluded in SQL), picks what fits the free slots per host and leases those in the same
+transaction, so several `watcher deliver` processes never hold the same callback and never
+queue behind each other's rows. On SQLite every transaction starts with BEGIN IMMEDIATE
+(watcher.db.engine), which makes the same steps atomic.
+
+Both claims and marks commit asynchronously on PostgreSQL (`synchronous_commit = off`): losing
+one in a database crash can only cause a repeat send. The outbox rows themselves are written
+durably, with the state change, by watcher.payments.events.record_event.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import BigInteger, ColumnElement, bindparam, func, insert, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlmodel import col
+
+from watcher.callbacks import retry
+from watcher.callbacks.urls import host_key
+from watcher.db.engine import transaction
+from watcher.db.models import Callback, CallbackAttempt, Merchant, PaymentEvent
+from watcher.secrets import SecretBox
+
+CANDIDATES_PER_SLOT = 4
+
+
+@dataclass(frozen=True)
+class Job:
+    """A claimed callback with everything needed to send it (no database during the send)."""
+
+    id: int
+    host: str
+    url: str
+    attempt: int  # the number of this attempt, 1-based
+    event: PaymentEvent
+    secret: str
+
+
+@dataclass(frozen=True)
+class Mark:
+    """The outcome of one attempt and the retry decision to store for it."""
+
+    job: Job
+    started_ms: int
+    duration_ms: int
+    status_code: int | None
+    error: str | None
+    decision: retry.Decision
+
+
+_MARK_ROW = (
+    update(Callback)
+    .where(col(Callback.id) == bindparam("b_id"), col(Callback.status) != retry.DELIVERED)
+    .values(
+        attempts=col(Callback.attempts) + 1,
+        status=bindparam("b_status"),
+        next_attempt_ms=func.coalesce(
+            bindparam("b_next", type_=BigInteger), col(Callback.next_attempt_ms)
+        ),
+        locked_until_ms=0,
+        locked_by=None,
+        last_status_code=bindparam("b_code"),
+        last_error=bindparam("b_error"),
+        delivered_ms=bindparam("b_delivered", type_=BigInteger),
+    )
+)
+
+
+# What a callback's payload is built from (watcher.callbacks.payload.event_view).
+_EVENT_FIELDS = (
+    "event_id",
+    "payment_id",
+    "merchant_id",
+    "type",
+    "sequence",
+    "status",
+    "created_ms",
+    "data_json",
+)
+
+
+_JOINED = (
+    col(PaymentEvent.event_id) == col(Callback.event_id),
+    col(Merchant.id) == col(PaymentEvent.merchant_id),
+)
+_SENDING = (
+    col(Callback.id),
+    col(Callback.host),
+    col(Callback.url),
+    col(Callback.attempts),
+    *(col(getattr(PaymentEvent, name)) for name in _EVENT_FIELDS),
+    col(Merchant.webhook_secret_enc),
+)
+
+
+def pick(
+    candidates: Iterable[tuple[int, str]], free: int, in_flight: Mapping[str, int], per_host: int
+) -> list[int]:
+    """Ids of due callbacks, oldest first, that fit `free` slots and each host's limit."""
+    taken: Tally[str] = Tally()
+    chosen: list[int] = []
+    for cid, host in candidates:
+        if len(chosen) >= free:
+            break
+        if in_flight.get(host, 0) + taken[host] < per_host:
+            taken[host] += 1
+            chosen.append(cid)
+    return chosen
+
+
+class Outbox:
+    """Claims and marks for one worker (`worker_id` is written into its leases)."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        box: SecretBox,
+        worker_id: str,
+        lease_ms: int,
+    ) -> None:
+        self._sessions = sessions
+        self._box = box
+        self.worker_id = worker_id
+        self.lease_ms = lease_ms
+
+    async def claim(
+        self, now: int, free: int, in_flight: Mapping[str, int], per_host: int
+    ) -> tuple[list[Job], bool]:
+        """Lease up to `free` due callbacks within per-host limits: (jobs, maybe more due)."""
+        saturated = [h for h, n in in_flight.items() if n >= per_host]
+        limit = free * CANDIDATES_PER_SLOT
+        async with transaction(self._sessions) as session:
+            conn = await _relaxed(session)
+            query = select(col(Callback.id), col(Callback.host), col(Callback.url))
+            query = query.where(*_due(now))
+            if saturated:
+                host = col(Callback.host)
+                query = query.where(or_(host.is_(None), host.not_in(saturated)))
+            query = query.order_by(col(Callback.next_attempt_ms), col(Callback.id)).limit(limit)
+            # Candidates are locked (PostgreSQL): concurrent workers skip them and take the next
+            # ones instead of racing for the same rows. Those not chosen are free at commit.
+            rows = (await conn.execute(query.with_for_update(skip_locked=True))).all()
+            candidates = [(r.id, r.host or host_key(r.url)) for r in rows]
+            chosen = pick(candidates, free, in_flight, per_host)
+            if not chosen:
+                return [], False
+            leased = await self._lease(conn, chosen, now)
+        return self._jobs(leased), len(rows) == limit or len(chosen) < len(rows)
+
+    async def _lease(self, conn: AsyncConnection, ids: list[int], now: int) -> Sequence[Any]:
+        lease = (
+            update(Callback)
+            .where(col(Callback.id).in_(ids))
+            .values(locked_until_ms=now + self.lease_ms, locked_by=self.worker_id)
+        )
+        if conn.dialect.name == "postgresql":
+            # One round trip: lease and read what sending needs (UPDATE … FROM … RETURNING).
+            return (await conn.execute(lease.where(*_JOINED).returning(*_SENDING))).all()
+        # SQLite's RETURNING sees only the updated table (and it has no round trips to save).
+        await conn.execute(lease)
+        return (
+            await conn.execute(select(*_SENDING).where(col(Callback.id).in_(ids), *_JOINED))
+        ).all()
+
+    def _jobs(self, leased: Sequence[Any]) -> list[Job]:
+        plain: dict[str, str] = {}
+        jobs = []
+        for row in sorted(leased, key=lambda r: r.id):
+            enc = row.webhook_secret_enc
+            if enc not in plain:
+                plain[enc] = self._box.decrypt(enc)
+            event = PaymentEvent(**{name: getattr(row, name) for name in _EVENT_FIELDS})
+            host = row.host or host_key(row.url)
+            jobs.append(Job(row.id, host, row.url, row.attempts + 1, event, plain[enc]))
+        return jobs
+
+    async def mark(self, batch: Sequence[Mark]) -> list[bool]:
+        """Store attempts and decisions in one transaction; for each, whether we held the lease."""
+        ids = [m.job.id for m in batch]
+        async with transaction(self._sessions) as session:
+            conn = await _relaxed(session)
+            mine = select(col(Callback.id)).where(
+                col(Callback.id).in_(ids), col(Callback.locked_by) == self.worker_id
+            )
+            owned = set((await conn.execute(mine.with_for_update())).scalars())
+            await conn.execute(insert(CallbackAttempt), [self._attempt_row(m) for m in batch])
+            # A row whose lease passed to another worker is theirs to mark, unless we delivered:
+            # delivered is a fact, recorded regardless (their mark then finds it delivered).
+            updates = [
+                _row_values(m)
+                for m in batch
+                if m.job.id in owned or m.decision.status == retry.DELIVERED
+            ]
+            if updates:
+                await conn.execute(_MARK_ROW, updates)
+        return [m.job.id in owned for m in batch]
+
+    def _attempt_row(self, m: Mark) -> dict[str, Any]:
+        return {
+            "callback_id": m.job.id,
+            "attempt": m.job.attempt,
+            "started_ms": m.started_ms,
+            "duration_ms": m.duration_ms,
+            "status_code": m.status_code,
+            "error": m.error,
+            "worker": self.worker_id,
+        }
+
+
+def _row_values(m: Mark) -> dict[str, Any]:
+    delivered = m.decision.status == retry.DELIVERED
+    return {
+        "b_id": m.job.id,
+        "b_status": m.decision.status,
+        "b_next": m.decision.next_attempt_ms,
+        "b_code": m.status_code,
+        "b_error": m.error,
+        "b_delivered": m.started_ms + m.duration_ms if delivered else None,
+    }
+
+
+def _due(now: int) -> list[ColumnElement[bool]]:
+    return [
+        col(Callback.status) == retry.PENDING,
+        col(Callback.next_attempt_ms) <= now,
+        col(Callback.locked_until_ms) <= now,
+    ]
+
+
+async def _relaxed(session: AsyncSession) -> AsyncConnection:
+    conn = await session.connection()
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
+    return conn
