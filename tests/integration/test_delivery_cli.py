@@ -24,7 +24,8 @@ from watcher.secrets import load_box
 
 async def invoke(*args: str) -> Result:
     # The command runs its own event loop (asyncio.run), so it gets a thread of its own.
-    return await asyncio.to_thread(CliRunner().invoke, app, list(args))
+    runner = CliRunner()
+    return await asyncio.to_thread(lambda: runner.invoke(app, list(args)))
 
 
 async def cli_json(*args: str) -> Any:
