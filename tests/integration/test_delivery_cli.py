@@ -7,9 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
-from click.testing import Result
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from tests.support.callbacks import add_events, callback_settings, new_merchant
 from tests.support.servers import serve_asgi
