@@ -37,15 +37,6 @@ def due_of(payment: Payment) -> Due:
     )
 
 
-def credit_of(t: Transfer) -> Credit:
-    return Credit(
-        block_number=t.block_number,
-        block_ms=t.block_ms,
-        amount_micro=t.amount_micro,
-        state=t.state,
-    )
-
-
 async def resettle(
     session: AsyncSession,
     payment_ids: Collection[str],
@@ -70,14 +61,18 @@ async def resettle(
         .scalars()
         .all()
     )
-    transfers = (
-        (await session.execute(select(Transfer).where(col(Transfer.payment_id).in_(ids))))
-        .scalars()
-        .all()
+    rows = await session.execute(
+        select(
+            col(Transfer.payment_id),
+            col(Transfer.block_number),
+            col(Transfer.block_ms),
+            col(Transfer.amount_micro),
+            col(Transfer.state),
+        ).where(col(Transfer.payment_id).in_(ids))
     )
     by_payment: dict[str, list[Credit]] = defaultdict(list)
-    for t in transfers:
-        by_payment[t.payment_id or ""].append(credit_of(t))
+    for pid, number, block_ms, amount, state in rows:
+        by_payment[pid or ""].append(Credit(number, block_ms, amount, state))
     events = 0
     for p in payments:
         s = settle(

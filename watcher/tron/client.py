@@ -291,32 +291,31 @@ class TronClient:
             raise NodeError(f"gettransactioncountbyblocknum answered {_snippet(str(data))}")
         return count
 
-    async def shape(self, number: int) -> BlockShape:
-        """Header and transaction count of block `number`.
+    async def block(self, number: int) -> tuple[BlockShape, list[dict[str, Any]]]:
+        """Header, transaction count and transaction infos of block `number`, asked at once.
 
-        The header says whether the block is empty (txTrieRoot zeros). For the count, java-tron
-        has `gettransactioncountbyblocknum`; a node without it (404) costs a whole block
-        (getblockbynum), which also gives the txids. A node that has not got the block
-        answers a count of 0 for it: with a non-empty root that is a lagging node, retried.
+        The header says whether the block is empty (txTrieRoot zeros). For the count,
+        java-tron has `gettransactioncountbyblocknum`; a node without it (404) costs a whole
+        block (getblockbynum), which also gives the txids. A node that has not got the block
+        answers a count of 0 and no infos: with a non-empty root that is a lagging node,
+        retried. The caller checks the infos against the shape (follower.check_infos).
         """
-        if not self._count_servlet:
-            block = await self.whole_block(number)
-            return BlockShape(block, len(block.txids or ()))
-        header = await self.header(number)
-        if header.txids is not None:
-            return BlockShape(header, len(header.txids))
-        if header.empty:
-            return BlockShape(header, 0)
-        try:
-            count = await self.tx_count(number)
-        except Unsupported:
-            log.info("tron.count_servlet_missing", fallback="/wallet/getblockbynum")
-            self._count_servlet = False
-            block = await self.whole_block(number)
-            return BlockShape(block, len(block.txids or ()))
-        if count == 0:
-            raise NodeError(f"block {number} has transactions but the node counts none (lagging)")
-        return BlockShape(header, count)
+        if self._count_servlet:
+            try:
+                header, count, infos = await _gather(
+                    self.header(number), self.tx_count(number), self.infos(number)
+                )
+            except Unsupported:
+                log.info("tron.count_servlet_missing", fallback="/wallet/getblockbynum")
+                self._count_servlet = False
+            else:
+                if header.txids is not None:
+                    count = len(header.txids)
+                elif count == 0 and not header.empty:
+                    raise NodeError(f"block {number} has transactions but the node counts none")
+                return BlockShape(header, count), infos
+        whole, infos = await _gather(self.whole_block(number), self.infos(number))
+        return BlockShape(whole, len(whole.txids or ())), infos
 
     async def infos(self, number: int) -> list[dict[str, Any]]:
         data = await self.call("/wallet/gettransactioninfobyblocknum", {"num": number})
@@ -355,6 +354,15 @@ class TronClient:
             "latency_ms": round((time.perf_counter() - started) * 1000, 1),
             "error": error,
         }
+
+
+async def _gather(*aws: Awaitable[Any]) -> Any:
+    """All results, or the first error once every request has finished (none left dangling)."""
+    results = await asyncio.gather(*aws, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return results
 
 
 def _with_txids(header: Header, txids: tuple[str, ...]) -> Header:

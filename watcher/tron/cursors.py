@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from watcher.db.models import ChainBlock, ChainCursor
 
@@ -42,6 +43,7 @@ async def read(session: AsyncSession) -> Cursors | None:
 
 
 async def write(session: AsyncSession, name: str, pos: Position, now: int) -> None:
+    """Create or move a cursor (first start, `chain verify` has no need to)."""
     row = await session.get(ChainCursor, name)
     if row is None:
         row = ChainCursor(name=name, block_number=pos.number, updated_ms=now)
@@ -50,6 +52,27 @@ async def write(session: AsyncSession, name: str, pos: Position, now: int) -> No
     row.block_ms = pos.block_ms
     row.updated_ms = now
     session.add(row)
+
+
+class CursorMoved(Exception):
+    """The cursor is not where this writer last saw it: another follower is running."""
+
+
+async def move(session: AsyncSession, name: str, was: int, pos: Position, now: int) -> None:
+    """Move a cursor from block `was` to `pos`; raise CursorMoved if it was elsewhere.
+
+    One UPDATE, no read: the follower keeps its cursors in memory between steps and this
+    check keeps that honest.
+    """
+    result = await session.execute(
+        update(ChainCursor)
+        .where(col(ChainCursor.name) == name, col(ChainCursor.block_number) == was)
+        .values(
+            block_number=pos.number, block_id=pos.block_id, block_ms=pos.block_ms, updated_ms=now
+        )
+    )
+    if getattr(result, "rowcount", 1) != 1:
+        raise CursorMoved(f"the {name} cursor is no longer at block {was}")
 
 
 async def walked(session: AsyncSession, number: int) -> Position | None:

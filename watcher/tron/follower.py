@@ -129,6 +129,7 @@ class Follower:
         self._tolerance = settings.tron.tolerance_micro
         self._poll_s = settings.tron.poll_interval_s
         self._heads: Heads | None = None
+        self._cur: Cursors | None = None
         self._heads_at = float("-inf")
         self.failures = 0  # consecutive failed steps
 
@@ -159,6 +160,13 @@ class Follower:
 
     async def step(self) -> bool:
         """One unit of work; False when there is nothing to do until the chain moves."""
+        try:
+            return await self._step()
+        except BaseException:
+            self._cur = None  # whatever happened, read the cursors again next time
+            raise
+
+    async def _step(self) -> bool:
         cur = await self._cursors()
         if cur is None:
             await ensure_start_cursor(self._settings, self._sessions, self._client)
@@ -175,8 +183,11 @@ class Follower:
         return False
 
     async def _cursors(self) -> Cursors | None:
-        async with self._sessions() as session:
-            return await cursors.read(session)
+        """Kept in memory between steps; each move checks the stored value is what we had."""
+        if self._cur is None:
+            async with self._sessions() as session:
+                self._cur = await cursors.read(session)
+        return self._cur
 
     async def _heads_for(self, cur: Cursors) -> Heads:
         stale = time.monotonic() - self._heads_at >= self._poll_s
@@ -202,9 +213,9 @@ class Follower:
                     .values(state=FINAL)
                 )
                 await cursors.forget_upto(s, n)
-                await cursors.write(s, cursors.FINAL, walked, now)
+                await cursors.move(s, cursors.FINAL, cur.final.number, walked, now)
                 await self._resettle(s, ids, now, cur.seen.block_ms)
-                final = walked
+                final, self._cur = walked, Cursors(cur.seen, walked)
             else:
                 log.warning(
                     "follower.fork",
@@ -212,12 +223,12 @@ class Follower:
                     walked_id=walked.block_id if walked else None,
                     final_id=header.block_id,
                 )
-                await self._rollback(s, cur.final, now)
+                await self._rollback(s, cur, cur.final, now)
                 final = cur.final
         self._position(final=final.number)
         log.debug("follower.final", block=final.number)
 
-    async def _rollback(self, s: AsyncSession, to: Position, now: int) -> None:
+    async def _rollback(self, s: AsyncSession, cur: Cursors, to: Position, now: int) -> None:
         """Forget everything walked above `to`: seen transfers there are dropped."""
         ids = await _payments_in(s, to.number + 1, SEEN, above=True)
         dropped = (
@@ -235,31 +246,32 @@ class Follower:
         for txid, index in dropped:
             log.warning("follower.transfer_dropped", txid=txid, log_index=index)
         await cursors.forget_from(s, to.number + 1)
-        await cursors.write(s, cursors.SEEN, to, now)
+        await cursors.move(s, cursors.SEEN, cur.seen.number, to, now)
         await self._resettle(s, ids, now, to.block_ms)
+        self._cur = Cursors(to, cur.final)
         self._position(seen=to.number, seen_block_ms=to.block_ms)
 
     # -- walking -------------------------------------------------------------------------
 
     async def _walk(self, cur: Cursors, n: int, *, final: bool) -> None:
-        shape = await self._client.shape(n)
+        shape, infos = await self._client.block(n)
         header = shape.header
         if cur.seen.block_id and header.parent_hash != cur.seen.block_id:
             await self._step_back(cur, header)
             return
-        infos = await self._client.infos(n) if shape.tx_count else []
         check_infos(shape, infos)
         found = transfers_in_block(infos, self._token)
         now = self._clock()
         pos = Position(n, header.block_id, header.timestamp_ms)
         async with transaction(self._sessions) as s:
             ids = await self._record(s, header, found, final=final, now=now)
-            await cursors.write(s, cursors.SEEN, pos, now)
+            await cursors.move(s, cursors.SEEN, cur.seen.number, pos, now)
             if final:
-                await cursors.write(s, cursors.FINAL, pos, now)
+                await cursors.move(s, cursors.FINAL, cur.final.number, pos, now)
             else:
                 await cursors.remember(s, pos, header.parent_hash)
             await self._resettle(s, ids, now, header.timestamp_ms)
+        self._cur = Cursors(pos, pos if final else cur.final)
         self._position(seen=n, seen_block_ms=header.timestamp_ms, final=n if final else None)
         log.debug("follower.block", block=n, txs=shape.tx_count, transfers=len(found), final=final)
 
@@ -279,7 +291,7 @@ class Follower:
         async with transaction(self._sessions) as s:
             back = cur.seen.number - 1
             prev = cur.final if back == cur.final.number else await cursors.walked(s, back)
-            await self._rollback(s, prev or cur.final, now)
+            await self._rollback(s, cur, prev or cur.final, now)
 
     async def _record(
         self,
@@ -314,31 +326,13 @@ class Follower:
     async def _store(
         self, s: AsyncSession, header: Header, ours: list[Recorded], *, final: bool, now: int
     ) -> set[str]:
-        txids = {r.transfer.txid for r in ours}
-        existing = {
-            (t.txid, t.log_index): t
-            for t in (
-                await s.execute(select(Transfer).where(col(Transfer.txid).in_(txids)))
-            ).scalars()
-        }
+        """Insert each transfer, or revive it if a fork had dropped it; one that is already
+        credited (seen, final) is left alone: each (txid, log index) counts once."""
         state = FINAL if final else SEEN
-        fresh: list[dict[str, Any]] = []
-        touched: set[str] = set()
+        rows = [_row(header, r, state, now) for r in ours]
+        await s.execute(_upsert_dropped(s), rows)
         for r in ours:
             t, m = r.transfer, r.match
-            row = _row(header, r, state, now)
-            old = existing.get((t.txid, t.log_index))
-            if old is not None and old.state != DROPPED:
-                continue  # credited already: each (txid, log index) once
-            if old is not None:
-                touched.update(p for p in (old.payment_id,) if p)
-                for key, value in row.items():
-                    setattr(old, key, value)
-                s.add(old)
-            else:
-                fresh.append(row)
-            if m.payment_id:
-                touched.add(m.payment_id)
             log.info(
                 "follower.transfer",
                 txid=t.txid,
@@ -349,11 +343,8 @@ class Follower:
                 payment_id=m.payment_id,
                 reason=m.reason,
                 state=state,
-                revived=old is not None,
             )
-        if fresh:
-            await s.execute(_insert_ignoring_duplicates(s, fresh))
-        return touched
+        return {r.match.payment_id for r in ours if r.match.payment_id}
 
     async def _resettle(self, s: AsyncSession, ids: Collection[str], now: int, chain: int) -> None:
         await resettle(s, ids, now_ms=now, chain_ms=chain, tolerance_micro=self._tolerance)
@@ -383,11 +374,31 @@ def _row(header: Header, r: Recorded, state: str, now: int) -> dict[str, Any]:
     }
 
 
-def _insert_ignoring_duplicates(s: AsyncSession, rows: list[dict[str, Any]]) -> Any:
-    """INSERT … ON CONFLICT (txid, log_index) DO NOTHING, on PostgreSQL and SQLite."""
+def _upsert_dropped(s: AsyncSession) -> Any:
+    """INSERT … ON CONFLICT (txid, log_index) DO UPDATE … WHERE the stored row was dropped.
+
+    PostgreSQL and SQLite both have it. Run with a list of rows (executemany: one cached
+    statement whatever the number of rows).
+    """
     insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
-    return (
-        insert(Transfer).values(rows).on_conflict_do_nothing(index_elements=["txid", "log_index"])
+    table = Transfer.metadata.tables["transfer"]
+    stmt = insert(table)
+    revived = (
+        "block_number",
+        "block_id",
+        "block_ms",
+        "from_address",
+        "to_address",
+        "amount_micro",
+        "payment_id",
+        "state",
+        "late",
+        "seen_ms",
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=["txid", "log_index"],
+        set_={k: stmt.excluded[k] for k in revived},
+        where=table.c.state == DROPPED,
     )
 
 

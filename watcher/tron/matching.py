@@ -117,37 +117,36 @@ async def load_book(
     late_window_ms: int,
     pool: Collection[str] = (),
 ) -> AddressBook:
-    """The payments on `addresses` (base58) that block `number` could pay."""
+    """The payments on `addresses` (base58) that block `number` could pay, in one query.
+
+    An address outside the pool has had at most one payment (hd mode: a fresh address
+    each), so every row on it is read: it tells that the address is ours even when its
+    payment is long closed. A pool address is ours by configuration and has had many
+    payments: only those open or within their late window are read.
+    """
     if not addresses:
         return AddressBook((), pool, number=number, block_ms=block_ms, late_window_ms=0)
-    rows = await session.execute(
-        select(
-            col(Payment.id),
-            col(Payment.address),
-            col(Payment.status),
-            col(Payment.amount_micro),
-            col(Payment.expires_ms),
-            col(Payment.created_block),
-        ).where(
-            col(Payment.address).in_(addresses),
+    query = select(
+        col(Payment.id),
+        col(Payment.address),
+        col(Payment.status),
+        col(Payment.amount_micro),
+        col(Payment.expires_ms),
+        col(Payment.created_block),
+    ).where(col(Payment.address).in_(addresses))
+    if pool:
+        query = query.where(
             or_(
                 col(Payment.status).in_(OPEN_STATES),
                 col(Payment.expires_ms) >= block_ms - late_window_ms,
-            ),
+                col(Payment.address).not_in(pool),
+            )
         )
-    )
     candidates = [
         Candidate(r[0], r[1] or "", r[2], r[3] or 0, r[4], -1 if r[5] is None else r[5])
-        for r in rows
+        for r in await session.execute(query)
     ]
-    known = set(pool)
-    rest = set(addresses) - {c.address for c in candidates} - known
-    if rest:
-        seen = await session.execute(
-            select(col(Payment.address)).distinct().where(col(Payment.address).in_(rest))
-        )
-        known.update(a for (a,) in seen if a)
-    known.update(c.address for c in candidates)
+    known = {*pool, *(c.address for c in candidates)}
     return AddressBook(
         candidates, known, number=number, block_ms=block_ms, late_window_ms=late_window_ms
     )
