@@ -7,12 +7,13 @@ events, and the transfers recorded.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tests.integration.chainkit import LAG, USDT_10, Rig, rig, shared_devchain
+from tests.integration.chainkit import LAG, USDT_10, Rig, address, rig, shared_devchain
 from watcher.devchain.server import DevChainServer
 
 pytestmark = pytest.mark.asyncio
@@ -159,3 +160,31 @@ async def test_visible_true_answers_are_read_the_same(
         partial = await r.payment(b.id)
         assert (partial.status, partial.received_micro) == ("pending", 4_000_000)
         assert len(await r.transfers()) == 2
+
+
+async def test_latest_start_block_is_resolved_once_and_kept(r: Rig) -> None:
+    first = await r.cursor("seen")
+    assert first == r.chain.head_number
+    r.chain.mine(3)
+    assert await r.start() == first  # a restart does not jump to the new head
+    assert await r.cursor("final") == first
+
+
+async def test_numbered_start_block_walks_from_that_block(
+    db_url: str, sessions: async_sessionmaker[AsyncSession], devchain: DevChainServer
+) -> None:
+    chain = devchain.chain
+    to = address(random.Random(9))
+    before = chain.transfer(to, USDT_10)
+    (skipped,) = chain.mine(1)
+    counted = chain.transfer(to, USDT_10)
+    (start,) = chain.mine(1)
+    chain.mine(LAG)
+    async with rig(db_url, sessions, server=devchain, start_block=start) as r:
+        assert await r.start() == start - 1
+        assert await r.cursor("final") == start - 1
+        p = await r.pay(USDT_10, to=to, created_block=skipped - 1)
+        await r.catch_up()
+        (t,) = await r.transfers()
+        assert (t.txid, t.block_number) == (counted, start)
+        assert before != counted and (await r.payment(p.id)).status == "completed"

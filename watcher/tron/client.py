@@ -255,8 +255,12 @@ class TronClient:
         except Unsupported:
             return _node_num((await self.node_info()).get("solidityBlock"))
 
-    async def heads(self) -> Heads:
+    async def heads(self, known: Heads | None = None) -> Heads:
+        """Head and final height. With `known`, an unchanged head costs one request: the
+        final height only moves when the head does."""
         head = await self.head()
+        if known is not None and known.head.block_id == head.block_id:
+            return known
         finality = self._settings.finality
         if isinstance(finality, int):
             return Heads(head, max(0, head.number - finality))

@@ -40,6 +40,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
 from watcher.clock import Clock, now_ms
@@ -174,7 +175,7 @@ class Follower:
         heads = await self._heads_for(cur)
         final_target = min(heads.solid, cur.seen.number)
         if final_target > cur.final.number:
-            await self._finalize(cur, cur.final.number + 1)
+            await self._finalize(cur, final_target)
             return True
         if cur.seen.number < heads.head.number:
             n = cur.seen.number + 1
@@ -192,7 +193,7 @@ class Follower:
     async def _heads_for(self, cur: Cursors) -> Heads:
         stale = time.monotonic() - self._heads_at >= self._poll_s
         if self._heads is None or stale or cur.seen.number >= self._heads.head.number:
-            self._heads = await self._client.heads()
+            self._heads = await self._client.heads(self._heads)
             self._heads_at = time.monotonic()
             if self._metrics is not None:
                 self._metrics.follower_position(head=self._heads.head.number)
@@ -201,16 +202,21 @@ class Follower:
     # -- finalizing ----------------------------------------------------------------------
 
     async def _finalize(self, cur: Cursors, n: int) -> None:
+        """Blocks final+1..n are final now. The walked blocks form a hash chain (each walk
+        checked its parent), so if the node's final block n is the one we walked, all of them
+        are; if not, a fork replaced some: everything seen above `final` is dropped and the
+        blocks are walked again, final this time."""
         header = await self._client.header(n)
         now = self._clock()
         async with transaction(self._sessions) as s:
             walked = await cursors.walked(s, n)
             if walked is not None and walked.block_id == header.block_id:
-                ids = await _payments_in(s, n, SEEN)
+                span = (col(Transfer.block_number) > cur.final.number) & (
+                    col(Transfer.block_number) <= n
+                )
+                ids = await _payments_in(s, span)
                 await s.execute(
-                    update(Transfer)
-                    .where(col(Transfer.block_number) == n, col(Transfer.state) == SEEN)
-                    .values(state=FINAL)
+                    update(Transfer).where(span, col(Transfer.state) == SEEN).values(state=FINAL)
                 )
                 await cursors.forget_upto(s, n)
                 await cursors.move(s, cursors.FINAL, cur.final.number, walked, now)
@@ -230,7 +236,7 @@ class Follower:
 
     async def _rollback(self, s: AsyncSession, cur: Cursors, to: Position, now: int) -> None:
         """Forget everything walked above `to`: seen transfers there are dropped."""
-        ids = await _payments_in(s, to.number + 1, SEEN, above=True)
+        ids = await _payments_in(s, col(Transfer.block_number) > to.number)
         dropped = (
             await s.execute(
                 select(col(Transfer.txid), col(Transfer.log_index)).where(
@@ -402,15 +408,12 @@ def _upsert_dropped(s: AsyncSession) -> Any:
     )
 
 
-async def _payments_in(
-    s: AsyncSession, number: int, state: str, *, above: bool = False
-) -> set[str]:
-    block = col(Transfer.block_number)
-    where = block >= number if above else block == number
+async def _payments_in(s: AsyncSession, blocks: ColumnElement[bool]) -> set[str]:
+    """The payments with a transfer awaiting finality in these blocks."""
     rows = await s.execute(
         select(col(Transfer.payment_id))
         .distinct()
-        .where(where, col(Transfer.state) == state, col(Transfer.payment_id).is_not(None))
+        .where(blocks, col(Transfer.state) == SEEN, col(Transfer.payment_id).is_not(None))
     )
     return {p for (p,) in rows if p}
 
