@@ -129,3 +129,20 @@ async def test_expirer_loop_stops_when_asked(r: Rig) -> None:
     stop.set()
     await task
     assert task.done() and task.exception() is None
+
+
+async def test_funds_for_a_cancelled_payment_are_recorded_as_late(r: Rig) -> None:
+    p = await r.pay(USDT_10, status="cancelled")
+    r.chain.transfer(p.address or "", USDT_10)
+    r.chain.mine(LAG + 1)
+    await r.catch_up()
+    kept = await r.payment(p.id)
+    assert (kept.status, kept.late, kept.late_micro, kept.received_micro) == (
+        "cancelled",
+        True,
+        USDT_10,
+        0,
+    )
+    assert await r.events(p.id) == ["payment.late"]
+    (t,) = await r.transfers()
+    assert (t.payment_id, t.late) == (p.id, True)

@@ -38,7 +38,7 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
@@ -143,7 +143,7 @@ class Follower:
         while not stop.is_set():
             try:
                 moved = await self.step()
-            except (NodeError, OperationalError) as exc:
+            except (NodeError, OperationalError, InterfaceError) as exc:  # retried, same block
                 delay = self._client.backoff(self.failures)
                 self.failures += 1
                 log.warning(
@@ -375,7 +375,7 @@ def _row(header: Header, r: Recorded, state: str, now: int) -> dict[str, Any]:
         "amount_micro": t.amount,
         "payment_id": m.payment_id,
         "state": state,
-        "late": m.expires_ms is not None and header.timestamp_ms > m.expires_ms,
+        "late": m.late(header.timestamp_ms),
         "seen_ms": now,
     }
 

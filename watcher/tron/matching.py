@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from watcher.db.models import Payment
+from watcher.payments.settle import CLOSED_WITHOUT_FUNDS
 from watcher.payments.states import OPEN_STATES
 from watcher.tron.address import to_base58
 
@@ -60,7 +61,12 @@ class Match:
 
     payment_id: str | None
     reason: str
-    expires_ms: int | None = None
+    payment: Candidate | None = None
+
+    def late(self, block_ms: int) -> bool:
+        """Funds after the payment's deadline, or for a payment closed without them."""
+        p = self.payment
+        return p is not None and (p.status in CLOSED_WITHOUT_FUNDS or block_ms > p.expires_ms)
 
 
 SOLE = "sole payment on the address"
@@ -101,10 +107,10 @@ class AddressBook:
         if not held:
             return Match(None, NO_PAYMENT) if address in self._known else None
         if len(held) == 1:
-            return Match(held[0].payment_id, SOLE, held[0].expires_ms)
+            return Match(held[0].payment_id, SOLE, held[0])
         exact = self._by_amount.get((address, amount), ())
         if len(exact) == 1:
-            return Match(exact[0].payment_id, EXACT, exact[0].expires_ms)
+            return Match(exact[0].payment_id, EXACT, exact[0])
         return Match(None, AMBIGUOUS)
 
 

@@ -256,7 +256,7 @@ class Verifier:
             amount_micro=c.amount,
             payment_id=match.payment_id,
             state=FINAL if final else SEEN,
-            late=match.expires_ms is not None and header.timestamp_ms > match.expires_ms,
+            late=match.late(header.timestamp_ms),
             seen_ms=self._clock(),
         )
         if stored is not None:
