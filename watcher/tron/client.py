@@ -93,18 +93,6 @@ class Endpoint:
     def healthy(self) -> bool:
         return self.consecutive_errors == 0
 
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "url": self.url,
-            "healthy": self.healthy,
-            "requests": self.requests,
-            "errors": self.errors,
-            "consecutive_errors": self.consecutive_errors,
-            "last_error": self.last_error or None,
-            "last_ok_ms": self.last_ok_ms,
-            "last_error_ms": self.last_error_ms,
-        }
-
 
 def parse_header(data: Any, expect: int | None = None) -> Header:
     """A block header from a getblock / getblockbynum / getnowblock answer."""
@@ -331,10 +319,6 @@ class TronClient:
 
     async def transaction_info(self, txid: str) -> dict[str, Any] | None:
         data = await self.call("/wallet/gettransactioninfobyid", {"value": txid})
-        return data if isinstance(data, dict) and data else None
-
-    async def transaction(self, txid: str) -> dict[str, Any] | None:
-        data = await self.call("/wallet/gettransactionbyid", {"value": txid})
         return data if isinstance(data, dict) and data else None
 
     # -- health ------------------------------------------------------------------------
