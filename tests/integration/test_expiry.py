@@ -4,7 +4,7 @@ funds after the deadline recorded and flagged `late` with their own event."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from sqlalchemy import select
@@ -27,10 +27,10 @@ def devchain() -> Iterator[DevChainServer]:
 @pytest.fixture
 async def r(
     db_url: str, sessions: async_sessionmaker[AsyncSession], devchain: DevChainServer
-) -> Rig:
+) -> AsyncIterator[Rig]:
     async with rig(db_url, sessions, server=devchain) as made:
         await made.start()
-        yield made  # type: ignore[misc]
+        yield made
 
 
 def deadline_after(r: Rig, blocks: int) -> int:

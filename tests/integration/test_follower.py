@@ -8,7 +8,7 @@ events, and the transfers recorded.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -31,10 +31,10 @@ FAKE_USDT = "TXLAQ63Xg1NAzckPwKHvzw7CSEmLMEqcdj"  # any other contract: same sym
 @pytest.fixture
 async def r(
     db_url: str, sessions: async_sessionmaker[AsyncSession], devchain: DevChainServer
-) -> Rig:
+) -> AsyncIterator[Rig]:
     async with rig(db_url, sessions, server=devchain) as made:
         await made.start()
-        yield made  # type: ignore[misc]
+        yield made
 
 
 async def test_usdt_transfer_confirms_then_completes_when_final(r: Rig) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import typer
@@ -37,10 +37,10 @@ def devchain() -> Iterator[DevChainServer]:
 @pytest.fixture
 async def r(
     db_url: str, sessions: async_sessionmaker[AsyncSession], devchain: DevChainServer
-) -> Rig:
+) -> AsyncIterator[Rig]:
     async with rig(db_url, sessions, server=devchain) as made:
         await made.start()
-        yield made  # type: ignore[misc]
+        yield made
 
 
 def verifier(r: Rig) -> Verifier:

@@ -6,11 +6,12 @@ import asyncio
 import json
 import random
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from tests.integration.chainkit import LAG, USDT_10, Rig, rig, shared_devchain
 from watcher.db.models import ChainBlock
@@ -28,10 +29,10 @@ def devchain() -> Iterator[DevChainServer]:
 @pytest.fixture
 async def r(
     db_url: str, sessions: async_sessionmaker[AsyncSession], devchain: DevChainServer
-) -> Rig:
+) -> AsyncIterator[Rig]:
     async with rig(db_url, sessions, server=devchain) as made:
         await made.start()
-        yield made  # type: ignore[misc]
+        yield made
 
 
 async def test_fork_that_drops_the_transfer_reverts_the_payment(r: Rig) -> None:
@@ -66,7 +67,8 @@ async def test_transfer_moved_by_a_fork_is_credited_in_its_new_block_once(r: Rig
     await r.catch_up()
     (t,) = await r.transfers()
     assert (t.txid, t.state, t.block_number) == (txid, "final", first + 1)
-    assert t.block_id == r.chain.block(first + 1).block_id  # type: ignore[union-attr]
+    moved_to = r.chain.block(first + 1)
+    assert moved_to is not None and t.block_id == moved_to.block_id
     done = await r.payment(p.id)
     assert (done.status, done.received_micro) == ("completed", USDT_10)
     assert await r.events(p.id) == [
@@ -98,7 +100,9 @@ async def test_block_replaced_before_it_became_final_is_read_again(r: Rig) -> No
     (h,) = r.chain.mine(1)
     await r.catch_up()
     async with r.sessions() as s, s.begin():
-        await s.execute(update(ChainBlock).where(ChainBlock.number == h).values(block_id="ab" * 32))  # type: ignore[arg-type]
+        await s.execute(
+            update(ChainBlock).where(col(ChainBlock.number) == h).values(block_id="ab" * 32)
+        )
     r.chain.mine(LAG)
     await r.catch_up()
     (t,) = await r.transfers()

@@ -19,7 +19,7 @@ AFTER = DEADLINE + 60_000
 def due(status: str = "pending", **kw: int) -> Due:
     base = dict(amount_micro=AMOUNT, expires_ms=DEADLINE, created_block=100, late_micro=0)
     base.update(kw)
-    return Due(status=status, **base)  # type: ignore[arg-type]
+    return Due(status=status, **base)
 
 
 def credit(amount: int = AMOUNT, state: str = FINAL, block: int = 101, ms: int = BEFORE) -> Credit:
