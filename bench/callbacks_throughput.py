@@ -240,10 +240,10 @@ async def main() -> None:
     db = f"watcher_bench_cb_{uuid.uuid4().hex[:8]}"
     await admin(f'CREATE DATABASE "{db}"')
     url = pg_url(db)
-    print(f"{args.callbacks} callbacks on PostgreSQL; {os.cpu_count()} CPUs shared by the")
-    print(
-        "receiver, PostgreSQL and the worker processes (so CPU-bound runs cannot scale past them)"
-    )
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"{args.callbacks} callbacks on PostgreSQL; {os.cpu_count()} CPUs (load average {load})")
+    print("shared by the receiver, PostgreSQL and the workers: CPU-bound runs cannot scale past")
+    print("them; `cpu` is worker user+system time per callback, summed over the workers")
     try:
         engine = create_engine(url)
         await upgrade(engine)
