@@ -15,21 +15,16 @@ import io
 import socket
 import tempfile
 import time
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import segno
 from rich.console import Console
-from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from watcher.api.serving import serve_asgi
-from watcher.client import WatcherClient, WebhookVerificationError, verify_webhook
+from watcher.callbacks.receiver import CallbackReceiver
+from watcher.client import WatcherClient
 from watcher.config import LogSettings, Settings
 from watcher.daemon import Daemon
 from watcher.devchain.binance import FakeBinance
@@ -52,47 +47,25 @@ class DemoStuck(Exception):
     """An expected step did not happen in time."""
 
 
-@dataclass
-class Receiver:
-    """The demo merchant's webhook endpoint: verifies, records, acknowledges."""
+async def wait_event(
+    receiver: CallbackReceiver, txn: str, events: tuple[str, ...], timeout: float
+) -> dict[str, Any]:
+    """The first verified callback for `txn` with one of `events`."""
 
-    secret: str = ""
-    events: list[dict[str, Any]] = field(default_factory=list)
-    arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
-    rejected: int = 0
-
-    async def hook(self, request: Request) -> JSONResponse:
-        body = await request.body()
-        try:
-            payload = verify_webhook(body, request.headers, self.secret, tolerance_s=300)
-        except WebhookVerificationError:
-            self.rejected += 1
-            return JSONResponse({"received": False}, status_code=400)
-        async with self.arrived:
-            self.events.append(payload)
-            self.arrived.notify_all()
-        return JSONResponse({"received": True})
-
-    async def wait_for(self, txn: str, events: tuple[str, ...], timeout: float) -> dict[str, Any]:
-        """The first verified callback for `txn` with one of `events`."""
-        async with self.arrived:
-            try:
-                await asyncio.wait_for(
-                    self.arrived.wait_for(lambda: self._find(txn, events) is not None), timeout
-                )
-            except TimeoutError:
-                raise DemoStuck(
-                    f"no {' or '.join(events)} callback for {txn} in {timeout} s"
-                ) from None
-            found = self._find(txn, events)
-            assert found is not None
-            return found
-
-    def _find(self, txn: str, events: tuple[str, ...]) -> dict[str, Any] | None:
-        for e in self.events:
-            if e["transactionId"] == txn and e["event"] in events:
-                return e
+    def find() -> dict[str, Any] | None:
+        for payload in receiver.verified():
+            if payload["transactionId"] == txn and payload["event"] in events:
+                return payload
         return None
+
+    async with receiver.arrived:
+        try:
+            await asyncio.wait_for(receiver.arrived.wait_for(lambda: find() is not None), timeout)
+        except TimeoutError:
+            raise DemoStuck(f"no {' or '.join(events)} callback for {txn} in {timeout} s") from None
+    found = find()
+    assert found is not None
+    return found
 
 
 def _free_port() -> int:
@@ -126,24 +99,14 @@ class Demo:
         chain.mine(SOLIDIFY_LAG + 2)
         node = DevChainServer(chain, block_time_ms=BLOCK_MS, binance=FakeBinance(price=RATE))
         await node.start()
-        receiver = Receiver()
         try:
             with tempfile.TemporaryDirectory(prefix="watcher-demo-") as tmp:
-                async with serve_asgi(
-                    Starlette(routes=[Route("/hook", receiver.hook, methods=["POST"])])
-                ) as hook_url:
-                    self.step(
-                        f"devchain (TRON + Binance USDTTRY {RATE}) at {node.url}; "
-                        f"merchant webhook at {hook_url}/hook"
-                    )
-                    settings = demo_settings(Path(tmp), node.url)
-                    return await self._with_daemon(settings, chain, receiver, f"{hook_url}/hook")
+                self.step(f"devchain (TRON + Binance USDTTRY {RATE}) at {node.url}")
+                return await self._with_daemon(demo_settings(Path(tmp), node.url), chain)
         finally:
             await node.stop()
 
-    async def _with_daemon(
-        self, settings: Settings, chain: DevChain, receiver: Receiver, hook: str
-    ) -> int:
+    async def _with_daemon(self, settings: Settings, chain: DevChain) -> int:
         stop = asyncio.Event()
         ready: asyncio.Future[Services] = asyncio.get_running_loop().create_future()
 
@@ -162,10 +125,14 @@ class Demo:
             services = ready.result()
             self.step(f"daemon up: API {settings.public_url()}, follower, expiry, delivery")
             async with services.sessions() as s, s.begin():
-                creds = await _merchant(s, services)
-            receiver.secret = creds.webhook_secret
-            self.step(f"merchant 'demo-shop' created (API key {creds.api_key[:14]}…)")
-            ok = await self._scenario(settings, chain, receiver, creds, hook)
+                creds = await create_merchant(s, services.box, "demo-shop")
+            receiver = CallbackReceiver(creds.webhook_secret)  # verifies with the SDK
+            async with serve_asgi(receiver) as hook_url:
+                self.step(
+                    f"merchant 'demo-shop' created (API key {creds.api_key[:14]}…); "
+                    f"its webhook at {hook_url}/hook verifies every callback"
+                )
+                ok = await self._scenario(settings, chain, receiver, creds, f"{hook_url}/hook")
             return 0 if ok else 1
         finally:
             stop.set()
@@ -175,7 +142,7 @@ class Demo:
         self,
         settings: Settings,
         chain: DevChain,
-        receiver: Receiver,
+        receiver: CallbackReceiver,
         creds: Credentials,
         hook: str,
     ) -> bool:
@@ -212,15 +179,14 @@ class Demo:
             return False
         finally:
             await client.aclose()
-        ok = all(results) and receiver.rejected == 0
+        rejected = sum(1 for r in receiver.received if r.error is not None)
+        ok = all(results) and rejected == 0
         verdict = (
             "[green]demo finished: all three outcomes as expected[/green]"
             if ok
             else ("[red]demo failed[/red]")
         )
-        self.step(
-            f"{verdict}; {len(receiver.events)} callbacks verified, {receiver.rejected} rejected"
-        )
+        self.step(f"{verdict}; {len(receiver.verified())} callbacks verified, {rejected} rejected")
         return ok
 
     def _show_checkout(self, created: dict[str, Any]) -> None:
@@ -235,18 +201,22 @@ class Demo:
         self.console.print(buf.getvalue(), highlight=False)
 
     async def _pay_in_full(
-        self, chain: DevChain, client: WatcherClient, receiver: Receiver, created: dict[str, Any]
+        self,
+        chain: DevChain,
+        client: WatcherClient,
+        receiver: CallbackReceiver,
+        created: dict[str, Any],
     ) -> bool:
         txn, data = created["transactionId"], created["data"]
         txid = chain.transfer(data["walletAddress"], to_micro(Decimal(str(data["amount"]))))
         self.step(f"A: payer sends {data['amount']} USDT, tx {txid[:16]}…")
-        first = await receiver.wait_for(txn, ("payment.confirming", "payment.completed"), WAIT_S)
+        first = await wait_event(receiver, txn, ("payment.confirming", "payment.completed"), WAIT_S)
         if first["event"] == "payment.confirming":  # a busy follower may see it final at once
             self.step(
                 f"A: [yellow]confirming[/yellow] (seen in a block, not final yet; "
                 f"callback seq {first['sequence']} verified)"
             )
-        done = await receiver.wait_for(txn, ("payment.completed",), WAIT_S)
+        done = await wait_event(receiver, txn, ("payment.completed",), WAIT_S)
         self.step(
             f"A: [green]completed[/green]: verified payment.completed callback, "
             f"received {done['crypto']['receivedUsdt']} USDT, txids {len(done['crypto']['txids'])}"
@@ -255,7 +225,11 @@ class Demo:
         return bool(status["status"] == "completed")
 
     async def _pay_in_parts(
-        self, chain: DevChain, client: WatcherClient, receiver: Receiver, created: dict[str, Any]
+        self,
+        chain: DevChain,
+        client: WatcherClient,
+        receiver: CallbackReceiver,
+        created: dict[str, Any],
     ) -> bool:
         txn, data = created["transactionId"], created["data"]
         due = to_micro(Decimal(str(data["amount"])))
@@ -273,23 +247,19 @@ class Demo:
         )
         chain.transfer(data["walletAddress"], due - first)
         self.step("B: payer sends the rest")
-        await receiver.wait_for(txn, ("payment.completed",), WAIT_S)
+        await wait_event(receiver, txn, ("payment.completed",), WAIT_S)
         self.step("B: [green]completed[/green] after two transfers")
         return True
 
-    async def _let_expire(self, receiver: Receiver, created: dict[str, Any]) -> bool:
+    async def _let_expire(self, receiver: CallbackReceiver, created: dict[str, Any]) -> bool:
         txn = created["transactionId"]
         self.step(
             f"C: nobody pays {created['data']['amount']} USDT; deadline "
             f"{created['data']['expiresAt']}"
         )
-        event = await receiver.wait_for(txn, ("payment.expired",), WAIT_S + 20)
+        event = await wait_event(receiver, txn, ("payment.expired",), WAIT_S + 20)
         self.step(f"C: [red]expired[/red] (callback verified, status {event['status']})")
         return True
-
-
-async def _merchant(session: AsyncSession, services: Services) -> Credentials:
-    return await create_merchant(session, services.box, "demo-shop")
 
 
 def run_demo(console: Console | None = None) -> int:
