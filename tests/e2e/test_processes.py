@@ -104,12 +104,13 @@ def _watcher(cfg: Path, *args: str, **kw: Any) -> subprocess.CompletedProcess[st
 
 
 def _spawn(cfg: Path, *args: str, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [WATCHER, "--config", str(cfg), *args],
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("wb"),
-    )
+    with log.open("wb") as stderr:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [WATCHER, "--config", str(cfg), *args],
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
 
 
 async def _wait_http(url: str, timeout: float = 20) -> None:

@@ -80,12 +80,14 @@ class Proc:
             text=True,
         )
         self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
+        self.pump = threading.Thread(target=self._pump, daemon=True)
+        self.pump.start()
 
     def _pump(self) -> None:
         assert self.popen.stdout is not None
-        for line in self.popen.stdout:
-            self.lines.put(line.rstrip("\n"))
+        with self.popen.stdout:  # closed at EOF, when the child is gone
+            for line in self.popen.stdout:
+                self.lines.put(line.rstrip("\n"))
 
     def expect(self, needle: str, timeout: float = DEADLINE_S) -> str:
         end = time.monotonic() + timeout
@@ -108,6 +110,7 @@ class Proc:
         if self.popen.poll() is None:
             self.popen.kill()
         self.popen.wait(10)
+        self.pump.join(10)
 
 
 @pytest.fixture
