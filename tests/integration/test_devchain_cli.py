@@ -36,6 +36,7 @@ def devchain_process() -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=10)
+        proc.stdout.close()
 
 
 def test_standalone_devchain_is_driven_over_its_control_api(
