@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
+from tests.integration.chainkit import Rig, rig, shared_devchain
 from tests.support.servers import serve_asgi
 from watcher.api.app import create_app
 from watcher.clock import now_ms
 from watcher.config import Settings
 from watcher.db.models import ChainCursor
 from watcher.devchain.binance import FakeBinance
+from watcher.devchain.server import DevChainServer
 from watcher.merchants import Credentials, create_merchant
 from watcher.services import Services, build_services
 from watcher.wallets.hd import DEMO_XPUB
@@ -84,3 +87,20 @@ async def api(db_url: str, api_sections: dict[str, dict[str, object]]) -> AsyncI
 
 def _binance_app(binance: FakeBinance) -> Starlette:
     return Starlette(routes=binance.routes())
+
+
+@pytest.fixture(scope="module")
+def devchain() -> Iterator[DevChainServer]:
+    """One devchain per test module: starting one per test would dominate the run time."""
+    with shared_devchain() as server:
+        yield server
+
+
+@pytest.fixture
+async def r(
+    db_url: str, sessions: async_sessionmaker[AsyncSession], devchain: DevChainServer
+) -> AsyncIterator[Rig]:
+    """A started follower rig on the module's devchain and this test's database."""
+    async with rig(db_url, sessions, server=devchain) as made:
+        await made.start()
+        yield made

@@ -138,9 +138,7 @@ async def test_a_javascript_return_url_never_becomes_a_link(
     assert "javascript:" not in html and "Return to site" not in html
 
 
-@pytest.mark.parametrize(
-    "pid", [TXN, "txn_" + "cd" * 16, "txn_%3Cscript%3E", "txn_" + "x" * 300]
-)
+@pytest.mark.parametrize("pid", [TXN, "txn_" + "cd" * 16, "txn_%3Cscript%3E", "txn_" + "x" * 300])
 async def test_unknown_or_malformed_ids_get_a_404_page(
     client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], pid: str
 ) -> None:

@@ -4,33 +4,15 @@ funds after the deadline recorded and flagged `late` with their own event."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
-from tests.integration.chainkit import LAG, USDT_10, Rig, rig, shared_devchain
+from tests.integration.chainkit import LAG, USDT_10, Rig
 from watcher.db.models import Callback
-from watcher.devchain.server import DevChainServer
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture(scope="module")
-def devchain() -> Iterator[DevChainServer]:
-    with shared_devchain() as server:
-        yield server
-
-
-@pytest.fixture
-async def r(
-    db_url: str, sessions: async_sessionmaker[AsyncSession], devchain: DevChainServer
-) -> AsyncIterator[Rig]:
-    async with rig(db_url, sessions, server=devchain) as made:
-        await made.start()
-        yield made
 
 
 def deadline_after(r: Rig, blocks: int) -> int:

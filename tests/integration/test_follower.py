@@ -8,33 +8,17 @@ events, and the transfers recorded.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tests.integration.chainkit import LAG, USDT_10, Rig, address, rig, shared_devchain
+from tests.integration.chainkit import LAG, USDT_10, Rig, address, rig
 from watcher.devchain.server import DevChainServer
 
 pytestmark = pytest.mark.asyncio
 
 
-@pytest.fixture(scope="module")
-def devchain() -> Iterator[DevChainServer]:
-    with shared_devchain() as server:
-        yield server
-
-
 FAKE_USDT = "TXLAQ63Xg1NAzckPwKHvzw7CSEmLMEqcdj"  # any other contract: same symbol, not USDT
-
-
-@pytest.fixture
-async def r(
-    db_url: str, sessions: async_sessionmaker[AsyncSession], devchain: DevChainServer
-) -> AsyncIterator[Rig]:
-    async with rig(db_url, sessions, server=devchain) as made:
-        await made.start()
-        yield made
 
 
 async def test_usdt_transfer_confirms_then_completes_when_final(r: Rig) -> None:

@@ -8,39 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import typer
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typer.testing import CliRunner
 
-from tests.integration.chainkit import LAG, USDT_10, Rig, rig, shared_devchain
+from tests.integration.chainkit import LAG, USDT_10, Rig
 from watcher import jsonio
 from watcher.cli import app as cli
 from watcher.cli.common import State
 from watcher.cli.unmatched import unmatched
-from watcher.devchain.server import DevChainServer
 from watcher.logs import configure_logging
 from watcher.tron.verify import Verifier
 
 pytestmark = pytest.mark.asyncio
 FAKE_USDT = "TXLAQ63Xg1NAzckPwKHvzw7CSEmLMEqcdj"
-
-
-@pytest.fixture(scope="module")
-def devchain() -> Iterator[DevChainServer]:
-    with shared_devchain() as server:
-        yield server
-
-
-@pytest.fixture
-async def r(
-    db_url: str, sessions: async_sessionmaker[AsyncSession], devchain: DevChainServer
-) -> AsyncIterator[Rig]:
-    async with rig(db_url, sessions, server=devchain) as made:
-        await made.start()
-        yield made
 
 
 def verifier(r: Rig) -> Verifier:

@@ -6,22 +6,14 @@ taken for "no transfers" would leave a payment unpaid.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tests.integration.chainkit import LAG, USDT_10, Rig, rig, shared_devchain
+from tests.integration.chainkit import LAG, USDT_10, Rig, rig
 from watcher.devchain.faults import FaultKind
 from watcher.devchain.server import DevChainServer
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture(scope="module")
-def devchain() -> Iterator[DevChainServer]:
-    with shared_devchain() as server:
-        yield server
 
 
 BLOCKS = 3

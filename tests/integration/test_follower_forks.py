@@ -6,33 +6,15 @@ import asyncio
 import json
 import random
 import sys
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
-from tests.integration.chainkit import LAG, USDT_10, Rig, rig, shared_devchain
+from tests.integration.chainkit import LAG, USDT_10, Rig
 from watcher.db.models import ChainBlock
-from watcher.devchain.server import DevChainServer
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture(scope="module")
-def devchain() -> Iterator[DevChainServer]:
-    with shared_devchain() as server:
-        yield server
-
-
-@pytest.fixture
-async def r(
-    db_url: str, sessions: async_sessionmaker[AsyncSession], devchain: DevChainServer
-) -> AsyncIterator[Rig]:
-    async with rig(db_url, sessions, server=devchain) as made:
-        await made.start()
-        yield made
 
 
 async def test_fork_that_drops_the_transfer_reverts_the_payment(r: Rig) -> None:

@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tests.integration.chainkit import DAY_MS, LAG, T0, USDT_10, address, rig, shared_devchain
+from tests.integration.chainkit import DAY_MS, LAG, T0, USDT_10, address, rig
 from watcher.devchain.server import DevChainServer
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture(scope="module")
-def devchain() -> Iterator[DevChainServer]:
-    with shared_devchain() as server:
-        yield server
 
 
 async def test_pool_address_pays_the_payment_with_the_exact_amount_else_unmatched(
