@@ -172,3 +172,17 @@ async def test_numbered_start_block_walks_from_that_block(
         (t,) = await r.transfers()
         assert (t.txid, t.block_number) == (counted, start)
         assert before != counted and (await r.payment(p.id)).status == "completed"
+
+
+async def test_amount_too_large_for_the_columns_does_not_stop_the_follower(r: Rig) -> None:
+    """A uint256 beyond BIGINT (no USDT transfer can be that large: it exceeds the supply)
+    used to crash every attempt at its block, so no later payment was ever credited."""
+    p = await r.pay(USDT_10)
+    r.chain.transfer(p.address or "", 2**64)
+    r.chain.transfer(p.address or "", USDT_10)
+    r.chain.mine(LAG + 1)
+    await r.catch_up()
+    done = await r.payment(p.id)
+    assert (done.status, done.received_micro) == ("completed", USDT_10)
+    assert [t.amount_micro for t in await r.transfers()] == [USDT_10]
+    assert await r.cursor("final") == r.chain.solid_number

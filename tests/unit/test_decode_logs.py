@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from watcher.config import MAINNET_USDT
-from watcher.tron.decode import Token, TokenTransfer, transfers_in, transfers_in_block
+from watcher.tron.decode import MAX_AMOUNT, Token, TokenTransfer, transfers_in, transfers_in_block
 
 USDT = Token(MAINNET_USDT)
 USDT_BODY = bytes.fromhex("a614f803b6fd780986a42c78ec9c7f77e6ded13c")
@@ -70,7 +70,7 @@ def counts(log: Log, result: str) -> bool:
         result == "SUCCESS"
         and log.contract == USDT_BODY
         and log.topic0 == TRANSFER
-        and log.amount > 0
+        and 0 < log.amount <= MAX_AMOUNT
     )
 
 
@@ -148,3 +148,24 @@ def test_plain_trx_transfer_and_malformed_logs_are_ignored() -> None:
     odd["log"].append({"address": USDT_BODY.hex(), "topics": "x", "data": "zz"})
     odd["log"].append("not a log")
     assert [t.amount for t in transfers_in_block([trx, odd, "junk"], USDT)] == [3]
+
+
+def test_amount_beyond_int64_is_not_a_transfer() -> None:
+    """The amount columns are BIGINT: a larger value cannot be stored (and exceeds any real
+    token supply), so it is left out rather than crash the block's transaction."""
+    info = encode_info("ab" * 32, [_usdt_log(2**63), _usdt_log(2**63 - 1)], "SUCCESS", False)
+    assert [t.log_index for t in transfers_in(info, USDT)] == [1]
+
+
+def test_topic_that_is_not_hex_is_not_an_address() -> None:
+    info = encode_info("cd" * 32, [_usdt_log(5)], "SUCCESS", False)
+    info["log"][0]["topics"][2] = "zz" * 32
+    assert list(transfers_in(info, USDT)) == []
+
+
+def test_txid_is_lowercased_so_one_transfer_has_one_key() -> None:
+    """(txid, log index) is the once-only key: a node printing the id in upper case must not
+    make the same transfer a second row."""
+    info = encode_info("AB" * 32, [_usdt_log(5)], "SUCCESS", False)
+    (t,) = transfers_in(info, USDT)
+    assert t.txid == "ab" * 32

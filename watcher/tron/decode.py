@@ -9,7 +9,12 @@ symbol, REVERT / OUT_OF_ENERGY, zero-value "address poisoning") is not a transfe
 Both address forms java-tron prints are understood: hex (log address as the bare 20 bytes,
 sometimes with `41`) and base58 (`visible=true`). Topics and data are hex in both.
 Recipient and sender come back as `41…` hex; the follower compares hex and only turns the
-few matches into base58.
+few matches into base58. Txids are lowercased: (txid, log index) is the key that makes each
+transfer count once, so two printings of one id must not make two keys.
+
+An amount above INT64_MAX is not a transfer here: the amount columns are BIGINT, so it could
+not be stored (the block's transaction would fail on every retry and the follower would stop
+there), and no real token moves that much (USDT's whole supply is ~1e17 micro-USDT).
 """
 
 from __future__ import annotations
@@ -18,11 +23,17 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
+
 from watcher.tron.address import PREFIX_HEX, to_base58, to_hex
+
+log = structlog.get_logger("watcher.tron.decode")
 
 TRANSFER_TOPIC = "ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 SUCCESS = "SUCCESS"
+MAX_AMOUNT = 2**63 - 1  # BIGINT
 _WORD = 64
+_HEX = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +76,7 @@ def word_address(topic: object) -> str | None:
     if not isinstance(topic, str):
         return None
     word = topic.removeprefix("0x").lower()
-    if len(word) != _WORD:
+    if len(word) != _WORD or not _HEX.issuperset(word):
         return None
     return PREFIX_HEX + word[-40:]
 
@@ -74,13 +85,10 @@ def word_uint(data: object) -> int | None:
     """The uint256 in the first 32 bytes of `data`, or None if there is none."""
     if not isinstance(data, str):
         return None
-    word = data.removeprefix("0x")[:_WORD]
-    if len(word) != _WORD:
-        return None
-    try:
-        return int(word, 16)
-    except ValueError:
-        return None
+    word = data.removeprefix("0x")[:_WORD].lower()
+    if len(word) != _WORD or not _HEX.issuperset(word):
+        return None  # int(…, 16) would also take "-…", "+…", "_" and spaces
+    return int(word, 16)
 
 
 def transfer_of(
@@ -110,13 +118,23 @@ def transfers_in(info: Mapping[str, Any], token: Token) -> Iterator[TokenTransfe
     logs = info.get("log")
     if not logs or not receipt_succeeded(info):
         return
-    txid = str(info.get("id", ""))
-    for index, log in enumerate(logs):
-        if not isinstance(log, Mapping):
+    txid = str(info.get("id", "")).lower()
+    for index, entry in enumerate(logs):
+        if not isinstance(entry, Mapping):
             continue
-        found = transfer_of(txid, index, log, token)
-        if found is not None and found.amount > 0:
-            yield found
+        found = transfer_of(txid, index, entry, token)
+        if found is None or found.amount <= 0:
+            continue
+        if found.amount > MAX_AMOUNT:
+            log.error(
+                "decode.amount_out_of_range",
+                txid=txid,
+                log_index=index,
+                to=found.recipient,
+                amount=str(found.amount),
+            )
+            continue
+        yield found
 
 
 def transfers_in_block(infos: list[Any], token: Token) -> list[TokenTransfer]:

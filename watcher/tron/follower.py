@@ -91,8 +91,14 @@ def check_infos(shape: BlockShape, infos: list[Any]) -> None:
             raise InconsistentBlock(f"block {header.number}: an info is of block {number}")
         if stamp is not None and stamp != header.timestamp_ms:
             raise InconsistentBlock(f"block {header.number}: infos are of another block")
-        ids.append(str(info.get("id", "")))
-    if header.txids is not None and sorted(ids) != sorted(header.txids):
+        txid = info.get("id")
+        if not isinstance(txid, str) or not txid:
+            raise InconsistentBlock(f"block {header.number}: a transaction info has no id")
+        ids.append(txid.lower())
+    if len(set(ids)) != len(ids):
+        # Transfers count once per (txid, log index): a repeated id would hide one of them.
+        raise InconsistentBlock(f"block {header.number}: a txid appears twice in its infos")
+    if header.txids is not None and sorted(ids) != sorted(t.lower() for t in header.txids):
         raise InconsistentBlock(f"block {header.number}: infos are not this block's transactions")
 
 

@@ -27,7 +27,14 @@ from watcher.payments.settle import FINAL, SEEN
 from watcher.tron import cursors
 from watcher.tron.client import Header, TronClient
 from watcher.tron.cursors import Cursors
-from watcher.tron.decode import TRANSFER_TOPIC, Token, receipt_succeeded, word_address, word_uint
+from watcher.tron.decode import (
+    MAX_AMOUNT,
+    TRANSFER_TOPIC,
+    Token,
+    receipt_succeeded,
+    word_address,
+    word_uint,
+)
 from watcher.tron.follower import late_window_ms, pool_addresses
 from watcher.tron.matching import Match, base58_of, load_book
 
@@ -44,6 +51,7 @@ UNMATCHED = "unmatched"
 NOT_WATCHED = "not_watched"
 FAKE_TOKEN = "fake_token"
 ZERO_AMOUNT = "zero_amount"
+OUT_OF_RANGE = "amount_out_of_range"
 FORK_PENDING = "fork_pending"
 
 
@@ -137,7 +145,7 @@ class Verifier:
             )
             return v
         logs = _transfer_logs(info)
-        usdt = [c for c in logs if self._token.is_this(c.token) and c.amount > 0]
+        usdt = [c for c in logs if self._token.is_this(c.token) and 0 < c.amount <= MAX_AMOUNT]
         v.logs = [self._explain_other(c) for c in logs if c not in usdt]
         if usdt:
             v.logs += await self._judge(txid, block, block_ms, usdt)
@@ -153,6 +161,15 @@ class Verifier:
                 FAKE_TOKEN,
                 f"a token other than USDT ({c.token}): never counts",
                 c.token,
+                to,
+                c.amount,
+            )
+        if c.amount > MAX_AMOUNT:
+            return LogVerdict(
+                c.index,
+                OUT_OF_RANGE,
+                "an amount larger than any token supply: never counts",
+                self._token.base58,
                 to,
                 c.amount,
             )
@@ -288,6 +305,7 @@ def _summary(logs: list[LogVerdict]) -> tuple[str, str]:
         UNMATCHED,
         NOT_WATCHED,
         ZERO_AMOUNT,
+        OUT_OF_RANGE,
         FAKE_TOKEN,
     ]
     best = min(logs, key=lambda lv: order.index(lv.outcome))
