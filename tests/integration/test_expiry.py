@@ -7,10 +7,13 @@ import asyncio
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from tests.integration.chainkit import LAG, USDT_10, Rig
 from watcher.db.models import Callback
+from watcher.payments.expiry import Expirer
 
 pytestmark = pytest.mark.asyncio
 
@@ -128,3 +131,73 @@ async def test_funds_for_a_cancelled_payment_are_recorded_as_late(r: Rig) -> Non
     assert await r.events(p.id) == ["payment.late"]
     (t,) = await r.transfers()
     assert (t.payment_id, t.late) == (p.id, True)
+
+
+class _Interleaved(Expirer):
+    """An expirer that lets the follower take one step between reading the cursor and
+    choosing the overdue payments: the moment a real scheduler may pick on PostgreSQL."""
+
+    def __init__(self, r: Rig) -> None:
+        super().__init__(r.settings, r.sessions, r.clock)
+        self.r = r
+
+    async def _overdue(self, s: AsyncSession, before_ms: int) -> list[str]:
+        step = asyncio.create_task(self.r.follower.step())
+        await asyncio.wait({step}, timeout=0.3)  # blocks on the cursor's lock, once fixed
+        self.step_task = step
+        return await super()._overdue(s, before_ms)
+
+
+async def test_fork_rollback_during_a_sweep_does_not_expire_an_on_time_payment(r: Rig) -> None:
+    """The follower rolls `seen` back past the deadline (a fork found at solidification)
+    while the expirer is mid-sweep: judged with the `seen` block it read before, the payment
+    was expired, and completed a moment later when the fork's blocks brought its on-time
+    transfer back (`payment.expired` then `payment.completed` to the merchant)."""
+    p = await r.pay(USDT_10, expires_ms=deadline_after(r, 2))
+    r.chain.transfer(p.address or "", USDT_10)
+    r.chain.mine(4)  # the transfer's block is on time, the last two are past the deadline
+    await r.catch_up()
+    assert (await r.payment(p.id)).status == "confirming"
+    r.chain.fork(4)  # the transfer moves one block later, still before the deadline
+    r.chain.mine(LAG + 1)  # by the next look the replaced blocks are final
+    r.clock.now = p.expires_ms + 1
+    sweep = _Interleaved(r)
+    await sweep.step()
+    await sweep.step_task
+    await r.catch_up()
+    done = await r.payment(p.id)
+    assert (done.status, done.received_micro) == ("completed", USDT_10)
+    assert await r.events(p.id) == ["payment.confirming", "payment.reverted", "payment.completed"]
+
+
+class _FlakySessions:
+    """A session factory whose first `fail` uses raise what a dropped connection raises."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], fail: int) -> None:
+        self._sessions, self.fail = sessions, fail
+
+    def __call__(self) -> AsyncSession:
+        if self.fail:
+            self.fail -= 1
+            raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+        return self._sessions()
+
+
+async def test_expirer_outlives_a_database_error(r: Rig) -> None:
+    """A dropped connection or a busy SQLite file used to end the expirer's task, which took
+    the scanner (and with it the follower) down."""
+    p = await r.pay(USDT_10, expires_ms=deadline_after(r, 1))
+    r.chain.mine(3)
+    await r.catch_up()
+    r.clock.now = p.expires_ms + 1
+    flaky = _FlakySessions(r.sessions, fail=2)
+    expirer = Expirer(r.settings, flaky, r.clock, interval_s=0.01)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    task = asyncio.create_task(expirer.run(stop))
+    for _ in range(200):
+        if (await r.payment(p.id)).status == "expired" or task.done():
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await task
+    assert flaky.fail == 0 and (await r.payment(p.id)).status == "expired"

@@ -15,6 +15,7 @@ import asyncio
 
 import structlog
 from sqlalchemy import exists, select
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
@@ -52,8 +53,13 @@ class Expirer:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            while not stop.is_set() and await self.step():
-                pass
+            try:
+                while not stop.is_set() and await self.step():
+                    pass
+            except (OperationalError, InterfaceError) as exc:
+                # A dropped connection or a busy SQLite file: try again next round, as the
+                # follower does; ending the task would take the whole scanner down.
+                log.warning("expiry.retry", error=str(exc), retry_in_s=self._interval_s)
             try:
                 await asyncio.wait_for(stop.wait(), timeout=self._interval_s)
             except TimeoutError:
@@ -63,10 +69,15 @@ class Expirer:
         """Settle one batch of overdue payments; True if a full batch was found (more may wait)."""
         now = self._clock()
         async with transaction(self._sessions) as s:
-            cur = await cursors.read(s)
-            if cur is None:
+            # Share-locked: on PostgreSQL a follower rolling `seen` back (a fork) between
+            # this read and the sweep would leave it judged against blocks no longer
+            # walked, and an on-time transfer about to be walked again would find its
+            # payment expired. The follower moves the cursor before it locks payments,
+            # the expirer locks it before them too: one order, no deadlock.
+            seen = await cursors.seen_for_share(s)
+            if seen is None:
                 return False
-            chain_ms = cur.seen.block_ms
+            chain_ms = seen.block_ms
             ids = await self._overdue(s, min(now, chain_ms))
             events = await resettle(
                 s, ids, now_ms=now, chain_ms=chain_ms, tolerance_micro=self._tolerance

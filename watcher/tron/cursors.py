@@ -42,6 +42,18 @@ async def read(session: AsyncSession) -> Cursors | None:
     return Cursors(seen=by_name[SEEN], final=by_name[FINAL])
 
 
+async def seen_for_share(session: AsyncSession) -> Position | None:
+    """The `seen` cursor, share-locked until the transaction ends (PostgreSQL; SQLite's
+    BEGIN IMMEDIATE already serializes writers): the follower cannot move it meanwhile,
+    so a decision taken on "the chain is read up to here" stays true until it commits."""
+    row = (
+        await session.execute(
+            select(ChainCursor).where(col(ChainCursor.name) == SEEN).with_for_update(read=True)
+        )
+    ).scalar_one_or_none()
+    return None if row is None else Position(row.block_number, row.block_id, row.block_ms)
+
+
 async def write(session: AsyncSession, name: str, pos: Position, now: int) -> None:
     """Create or move a cursor (first start, `chain verify` has no need to)."""
     row = await session.get(ChainCursor, name)
