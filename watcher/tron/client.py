@@ -95,30 +95,66 @@ class Endpoint:
 
 
 def parse_header(data: Any, expect: int | None = None) -> Header:
-    """A block header from a getblock / getblockbynum / getnowblock answer."""
+    """A block header from a getblock / getblockbynum / getnowblock answer.
+
+    Anything odd is a NodeError (retried), never read as data: an empty parentHash would look
+    like a fork to the follower, a crash would stop it. java-tron omits fields holding their
+    default value, so a missing number or timestamp is 0 (only the genesis block has those);
+    the blockID's first 8 bytes are the number and must agree with it.
+    """
     if not isinstance(data, dict) or not data.get("blockID"):
         raise NodeError("no block in the answer" + (f" for {expect}" if expect else ""))
-    raw = data.get("block_header", {}).get("raw_data", {})
-    number = int(raw.get("number", 0))
+    block_id = _hash(data["blockID"], "blockID")
+    header = data.get("block_header")
+    raw = header.get("raw_data") if isinstance(header, dict) else None
+    if not isinstance(raw, dict):
+        raise NodeError(f"block {block_id}: no block_header.raw_data")
+    number = _uint(raw.get("number", 0), "number")
+    if number != int(block_id[:16], 16):
+        raise NodeError(f"block {block_id}: its header says number {number}")
     if expect is not None and number != expect:
         raise NodeError(f"asked for block {expect}, got {number}")
+    timestamp = _uint(raw.get("timestamp", 0), "timestamp")
+    if number and (not timestamp or "parentHash" not in raw):
+        raise NodeError(f"block {number}: the header has no timestamp or parentHash")
     txs = data.get("transactions")
-    txids = tuple(str(t.get("txID", "")) for t in txs) if isinstance(txs, list) else None
+    txids = (
+        tuple(str(t.get("txID", "")).lower() if isinstance(t, dict) else "" for t in txs)
+        if isinstance(txs, list)
+        else None
+    )
     return Header(
         number=number,
-        block_id=str(data["blockID"]),
-        parent_hash=str(raw.get("parentHash", "")),
-        timestamp_ms=int(raw.get("timestamp", 0)),
-        tx_root=str(raw.get("txTrieRoot", "")),
+        block_id=block_id,
+        parent_hash=_hash(raw.get("parentHash", "0" * 64), "parentHash"),
+        timestamp_ms=timestamp,
+        tx_root=str(raw.get("txTrieRoot", "")).lower(),
         txids=txids,
     )
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
+def _hash(value: object, what: str) -> str:
+    text = str(value).lower().removeprefix("0x")
+    if len(text) != 64 or not _HEX.issuperset(text):
+        raise NodeError(f"{what} {_snippet(str(value))!r} is not 32 bytes of hex")
+    return text
+
+
+def _uint(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise NodeError(f"{what} {_snippet(str(value))!r} is not a non-negative integer")
+    return value
+
+
 def _node_num(text: object) -> int:
     """`Num:123,ID:…` (getnodeinfo) -> 123."""
-    if not isinstance(text, str) or not text.startswith("Num:"):
+    num = text[4:].split(",", 1)[0] if isinstance(text, str) and text.startswith("Num:") else ""
+    if not (num.isascii() and num.isdigit()):
         raise NodeError(f"unexpected getnodeinfo block field {text!r}")
-    return int(text[4:].split(",", 1)[0])
+    return int(num)
 
 
 class TronClient:
@@ -277,7 +313,7 @@ class TronClient:
     async def tx_count(self, number: int) -> int:
         data = await self.call("/wallet/gettransactioncountbyblocknum", {"num": number})
         count = data.get("count") if isinstance(data, dict) else None
-        if isinstance(count, str) and count.isdigit():  # int64 printed as a string
+        if isinstance(count, str) and count.isascii() and count.isdigit():  # int64 as text
             count = int(count)
         if not isinstance(count, int) or isinstance(count, bool):
             raise NodeError(f"gettransactioncountbyblocknum answered {_snippet(str(data))}")
