@@ -6,7 +6,10 @@ taken for "no transfers" would leave a payment unpaid.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.integration.chainkit import LAG, USDT_10, Rig, rig
@@ -97,3 +100,34 @@ async def test_fails_over_to_the_next_endpoint_and_sends_the_api_key(
         assert down.errors >= 1 and up.errors == 0
         assert r.server.requests
         assert all(h.get("tron-pro-api-key") == API_KEY for _, h in r.server.requests)
+
+
+class _PgError(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"sqlstate {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize("sqlstate", ["40P01", "40001", "57P01", "08006"])
+async def test_transient_database_errors_are_retried(sqlstate: str, r: Rig) -> None:
+    """asyncpg's deadlock, serialization failure, admin shutdown and lost connection come
+    as a plain DBAPIError (not OperationalError): they used to end the follower's task, and
+    with it the scanner."""
+    p = await r.pay(USDT_10)
+    r.chain.transfer(p.address or "", USDT_10)
+    r.chain.mine(LAG + 1)
+    follower = r.follower
+    real, failures = follower.step, [DBAPIError("UPDATE chain_cursor", {}, _PgError(sqlstate))]
+
+    async def step() -> bool:
+        if failures:
+            raise failures.pop()
+        moved = await real()
+        if not moved:
+            stop.set()
+        return moved
+
+    stop = asyncio.Event()
+    follower.step = step  # type: ignore[method-assign]
+    await asyncio.wait_for(follower.run(stop), timeout=10)
+    assert (await r.payment(p.id)).status == "completed"

@@ -15,7 +15,7 @@ import asyncio
 
 import structlog
 from sqlalchemy import exists, select
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
@@ -27,6 +27,7 @@ from watcher.payments.reconcile import resettle
 from watcher.payments.settle import SEEN
 from watcher.payments.states import OPEN_STATES
 from watcher.tron import cursors
+from watcher.tron.follower import transient_db_error
 
 log = structlog.get_logger("watcher.payments.expiry")
 
@@ -56,9 +57,11 @@ class Expirer:
             try:
                 while not stop.is_set() and await self.step():
                     pass
-            except (OperationalError, InterfaceError) as exc:
-                # A dropped connection or a busy SQLite file: try again next round, as the
-                # follower does; ending the task would take the whole scanner down.
+            except DBAPIError as exc:
+                # A dropped connection, a deadlock or a busy SQLite file: try again next
+                # round, as the follower does; ending the task would take the scanner down.
+                if not transient_db_error(exc):
+                    raise
                 log.warning("expiry.retry", error=str(exc), retry_in_s=self._interval_s)
             try:
                 await asyncio.wait_for(stop.wait(), timeout=self._interval_s)

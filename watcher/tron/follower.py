@@ -38,7 +38,7 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
@@ -68,6 +68,24 @@ def late_window_ms(settings: Settings) -> int:
 
 def pool_addresses(settings: Settings) -> frozenset[str]:
     return frozenset(settings.wallet.addresses) if settings.wallet.mode == "pool" else frozenset()
+
+
+# SQLSTATE classes worth retrying: connection exception, transaction rollback (deadlock,
+# serialization failure), insufficient resources, operator intervention (server restart).
+TRANSIENT_SQLSTATES = ("08", "40", "53", "57P")
+
+
+def transient_db_error(exc: BaseException) -> bool:
+    """A database error that a later attempt may not meet. asyncpg's deadlock, serialization
+    failure and admin shutdown reach SQLAlchemy as a plain DBAPIError, not OperationalError."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    if not isinstance(exc, DBAPIError) or isinstance(exc, IntegrityError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return isinstance(state, str) and state.startswith(TRANSIENT_SQLSTATES)
 
 
 class InconsistentBlock(NodeError):
@@ -149,7 +167,9 @@ class Follower:
         while not stop.is_set():
             try:
                 moved = await self.step()
-            except (NodeError, OperationalError, InterfaceError) as exc:  # retried, same block
+            except (NodeError, DBAPIError) as exc:  # retried, same block
+                if isinstance(exc, DBAPIError) and not transient_db_error(exc):
+                    raise
                 delay = self._client.backoff(self.failures)
                 self.failures += 1
                 log.warning(
