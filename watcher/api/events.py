@@ -30,7 +30,8 @@ MAX_LIMIT = 1000
 def _cursor(after: str) -> int:
     if after == "":
         return 0
-    if not after.isdigit() or len(after) > 18:
+    # isascii: str.isdigit() also accepts digits such as '²' that int() refuses.
+    if not (after.isascii() and after.isdigit()) or len(after) > 18:
         raise InvalidRequest("after must be a cursor returned as `next` by this endpoint")
     return int(after)
 

@@ -25,6 +25,10 @@ async def _json_body(request: Request) -> Any:
         raise InvalidRequest("the request body is empty")
     try:
         return jsonio.loads(raw)
+    except RecursionError:
+        # Nesting deeper than the interpreter's stack; caught here, before a traceback a
+        # thousand frames long is logged for it.
+        raise InvalidRequest("the request body is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
 

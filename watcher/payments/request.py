@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from watcher.callbacks.urls import validate_callback_url
 from watcher.config import LimitsSettings
 from watcher.errors import InvalidAmount, InvalidEmail, InvalidPhone, InvalidRequest
-from watcher.money import has_at_most_places
+from watcher.money import canonical, has_at_most_places
 
 PROVIDERS = ("crypto", "card", "bank", "wallet")
 KNOWN_FIELDS = frozenset(
@@ -39,6 +39,14 @@ KNOWN_FIELDS = frozenset(
 )
 MAX_METADATA_BYTES = 4096
 MAX_URL = 2048
+# Nesting of the whole body (metadata starts at level 2). Deeper JSON is refused before
+# anything recurses over it.
+MAX_DEPTH = 10
+# Metadata numbers are stored and sent back as JSON numbers; beyond these bounds they could
+# not be (an exponent like 1e1000000 overflows, 1e5000 expands to 5000 digits, more than 15
+# significant digits do not survive a JSON parser that reads doubles). Long ids go as strings.
+MAX_NUMBER_DIGITS = 15
+MAX_NUMBER_EXPONENT = 100
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _EMAIL = re.compile(rf"^[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]+@{_LABEL}(?:\.{_LABEL})+$")
 _E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
@@ -61,12 +69,16 @@ class CreateRequest:
     @property
     def user_id(self) -> str | None:
         value = self.metadata.get("userId")
-        return None if value is None else str(value)
+        if value is None:
+            return None
+        # 1000, 1000.0 and 1e3 are one customer, as they are one JSON number.
+        return canonical(value) if isinstance(value, Decimal) else str(value)
 
 
 def parse_create(body: Any, limits: LimitsSettings) -> CreateRequest:
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
+    _check_tree(body)
     if "invoiceSite" in body:
         raise InvalidRequest(
             "invoiceSite (facade mode) is not supported: every provider sees the merchant's "
@@ -111,15 +123,17 @@ def _amount(value: Any, provider: str, limits: LimitsSettings) -> Decimal:
     amount = Decimal(value)
     if not amount.is_finite() or amount <= 0:
         raise InvalidAmount("amount must be a positive number")
-    if not has_at_most_places(amount, 2):
-        raise InvalidAmount("amount has more than 2 decimals")
     low, high = (
         (limits.card_min, limits.card_max)
         if provider in ("card", "bank", "wallet")
         else (limits.crypto_min, limits.crypto_max)
     )
+    # The range first: comparing is exact for any exponent, while counting decimals normalizes,
+    # which overflows the decimal context for amounts like 1e1000000.
     if not low <= amount <= high:
         raise InvalidAmount(f"amount must be between {low} and {high} TRY for {provider}")
+    if not has_at_most_places(amount, 2):
+        raise InvalidAmount("amount has more than 2 decimals")
     return amount
 
 
@@ -164,7 +178,7 @@ def _email(value: Any, *, required: bool) -> str | None:
         if required:
             raise InvalidEmail("email is required for card payments")
         return None
-    if not isinstance(value, str) or len(value) > 254 or not _EMAIL.match(value):
+    if not isinstance(value, str) or len(value) > 254 or not _EMAIL.fullmatch(value):
         raise InvalidEmail("email is not a valid address")
     return value.lower()
 
@@ -177,7 +191,7 @@ def _phone(value: Any, *, required: bool) -> str | None:
     if not isinstance(value, str):
         raise InvalidPhone("phone must be a string in E.164 form, for example +905551234567")
     compact = re.sub(r"[\s\-()]", "", value)
-    if not _E164.match(compact):
+    if not _E164.fullmatch(compact):
         raise InvalidPhone("phone must be in E.164 form, for example +905551234567")
     return compact
 
@@ -196,7 +210,10 @@ def _url(body: dict[str, Any], name: str) -> str | None:
         return None
     if not isinstance(value, str) or len(value) > MAX_URL or _has_control(value):
         raise InvalidRequest(f"{name} must be an http(s) URL")
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:  # for example an unclosed IPv6 bracket
+        raise InvalidRequest(f"{name} is not a valid URL") from exc
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InvalidRequest(f"{name} must be an http(s) URL")
     return value
@@ -207,6 +224,7 @@ def _metadata(value: Any) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise InvalidRequest("metadata must be a JSON object")
+    _check_metadata(value)
     encoded = json.dumps(value, default=str, ensure_ascii=False)
     if len(encoded.encode()) > MAX_METADATA_BYTES:
         raise InvalidRequest(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
@@ -214,3 +232,61 @@ def _metadata(value: Any) -> dict[str, Any]:
     if user_id is not None and (isinstance(user_id, bool | dict | list) or len(str(user_id)) > 128):
         raise InvalidRequest("metadata.userId must be a string or number of at most 128 chars")
     return value
+
+
+def _check_tree(body: dict[str, Any]) -> None:
+    """Bounded nesting, and only text that is valid Unicode (JSON's \\ud800 escapes decode to
+    lone surrogates, which no database or UTF-8 encoder accepts)."""
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                raise InvalidRequest(f"the request body is nested deeper than {MAX_DEPTH} levels")
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                if isinstance(key, str):
+                    _check_unicode(key)
+                stack.append((item, depth + 1))
+        elif isinstance(value, str):
+            _check_unicode(value)
+
+
+def _check_unicode(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest(
+            "the request body contains an unpaired UTF-16 surrogate (\\ud800-\\udfff)"
+        ) from exc
+
+
+def _check_metadata(value: Any) -> None:
+    """Metadata goes back verbatim in the status API and every callback: no NUL characters
+    (text columns and our JSON writer reserve them) and numbers that stay the same number."""
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, sub in item.items():
+                if "\x00" in key:
+                    raise InvalidRequest("metadata keys must not contain NUL characters")
+                stack.append(sub)
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                raise InvalidRequest("metadata values must not contain NUL characters")
+        elif isinstance(item, int | Decimal) and not isinstance(item, bool):
+            if not _plain_number(Decimal(item)):
+                raise InvalidRequest(
+                    f"metadata numbers must have at most {MAX_NUMBER_DIGITS} significant digits "
+                    f"and a magnitude within 1e±{MAX_NUMBER_EXPONENT}; send longer ones as strings"
+                )
+
+
+def _plain_number(d: Decimal) -> bool:
+    if d.is_zero():
+        return True
+    digits = "".join(map(str, d.as_tuple().digits)).rstrip("0")
+    return len(digits) <= MAX_NUMBER_DIGITS and abs(d.adjusted()) <= MAX_NUMBER_EXPONENT
