@@ -5,6 +5,8 @@ Read once at start (`load_settings`) and passed down; nothing reads settings at 
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import tomllib
 from decimal import Decimal
@@ -12,7 +14,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 MAINNET_USDT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 
@@ -25,8 +30,34 @@ class _Section(BaseModel):
     model_config = {"extra": "forbid"}
 
 
+# The async drivers the daemon is built on, and what an operator may have written instead.
+_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+}
+
+
 class DatabaseSettings(_Section):
     url: str = "sqlite+aiosqlite:///./watcher.db"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        try:
+            url = make_url(v)
+        except ArgumentError:
+            raise ValueError(
+                "not a database URL; use sqlite+aiosqlite:///./watcher.db or "
+                "postgresql+asyncpg://user@host:5432/db"
+            ) from None
+        wanted = _DRIVERS.get(url.get_backend_name())
+        if wanted is None:
+            raise ValueError("only SQLite (sqlite+aiosqlite://…) and PostgreSQL are supported")
+        if url.drivername != wanted:
+            fixed = url.set(drivername=wanted).render_as_string(hide_password=True)
+            raise ValueError(f"use the async driver: {fixed}")
+        return v
 
 
 class ApiSettings(_Section):
@@ -131,6 +162,13 @@ class LogSettings(_Section):
     level: str = "INFO"
     json_logs: bool = True
 
+    @field_validator("level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        if not isinstance(logging.getLevelName(v.upper()), int):
+            raise ValueError("not a logging level (DEBUG, INFO, WARNING, ERROR or CRITICAL)")
+        return v
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -171,16 +209,22 @@ def load_settings(path: str | Path | None = None) -> Settings:
 
     Raises ConfigError with the offending key named.
     """
-    path = path or os.environ.get("WATCHER_CONFIG") or None
+    source = "--config"
+    if not path and os.environ.get("WATCHER_CONFIG"):
+        path, source = os.environ["WATCHER_CONFIG"], "WATCHER_CONFIG"
     data: dict[str, Any] = {}
     if path:
         p = Path(path)
         if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist")
+            where = "" if p.is_absolute() else f" (relative to {Path.cwd()})"
+            raise ConfigError(f"config file {p} ({source}) does not exist{where}")
         try:
             data = tomllib.loads(p.read_text("utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {p} is not valid TOML: {exc}") from exc
+        except OSError as exc:
+            raise ConfigError(f"config file {p} ({source}) cannot be read: {exc}") from exc
+        data.pop("config_path", None)
         data["config_path"] = str(p.resolve())
     try:
         return Settings(**data)
@@ -189,8 +233,72 @@ def load_settings(path: str | Path | None = None) -> Settings:
 
 
 def _describe(exc: ValidationError) -> str:
-    lines = []
+    """One line per bad key: `section.key = value: what is wrong`, union branches merged."""
+    problems: dict[str, list[str]] = {}
+    values: dict[str, Any] = {}
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"])
-        lines.append(f"{key}: {err['msg']}")
+        key = _key(err)
+        problems.setdefault(key, [])
+        message = _message(err, key)
+        if message not in problems[key]:
+            problems[key].append(message)
+        if err["type"] != "extra_forbidden" and key not in values:
+            values[key] = err.get("input")
+    lines = []
+    for key, messages in problems.items():
+        value = values.get(key)
+        shown = f"{key} = {_shown(key, value)!r}" if _scalar(value) else key
+        env = "WATCHER_" + key.upper().replace(".", "__")
+        origin = f" (from environment variable {env})" if env in os.environ else ""
+        rest = [m.removeprefix("Input should be ") for m in messages[1:]]
+        lines.append(f"{shown}{origin}: {', or '.join([messages[0], *rest])}")
     return "invalid configuration: " + "; ".join(lines)
+
+
+def _key(err: ErrorDetails) -> str:
+    """The dotted settings key of an error, without pydantic's union branch tags."""
+    parts: list[str] = []
+    model: Any = Settings
+    for part in err["loc"]:
+        if isinstance(part, int):
+            parts[-1] += f"[{part}]"
+            continue
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            if err["type"] == "extra_forbidden" and fields is not None:
+                parts.append(str(part))
+            break
+        parts.append(str(part))
+        annotation = fields[part].annotation
+        model = annotation if isinstance(annotation, type) else None
+    return ".".join(parts) or "config"
+
+
+def _message(err: ErrorDetails, key: str) -> str:
+    if err["type"] == "extra_forbidden":
+        *section, name = key.split(".")
+        model: Any = Settings
+        for part in section:
+            model = model.model_fields[part].annotation
+        known = [k for k in model.model_fields if k != "config_path"]
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(known)}"
+        return f"unknown setting ({hint})"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool | Decimal)
+
+
+def _shown(key: str, value: Any) -> Any:
+    """The bad value as the operator wrote it, minus anything secret."""
+    name = key.rsplit(".", 1)[-1]
+    if any(word in name for word in ("key", "secret", "password", "token")):
+        return "***"
+    if isinstance(value, str) and "://" in value:
+        try:
+            return make_url(value).render_as_string(hide_password=True)
+        except ArgumentError:
+            return value
+    return value

@@ -35,10 +35,12 @@ def root(
 
 admin.register(app)
 serve.register(app)
+app.command("devchain", short_help="Run the local TRON node and Binance simulator.")(
+    devchain.devchain
+)
 app.add_typer(merchant.app, name="merchant", help="Merchants and their API keys.")
 app.add_typer(payments.app, name="payments", help="Inspect payments.")
 app.add_typer(callbacks.app, name="callbacks", help="Merchant callbacks: list, show, retry.")
-app.add_typer(devchain.app, name="devchain", help="Run the local TRON node simulator.")
 app.add_typer(rate.app, name="rate", help="The TRY/USDT rate payments are locked at.")
 app.add_typer(chain.app, name="chain", help="The chain follower: status, verify a transaction.")
 

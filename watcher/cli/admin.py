@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from watcher.cli.common import database, out, print_json, run, state, with_session
+from watcher.cli.common import database, out, print_json, run, secret_box, state, with_session
 from watcher.cli.merchant import show_credentials
 from watcher.clock import now_ms
 from watcher.config import Settings
@@ -17,7 +17,6 @@ from watcher.db.migrate import current_revision, upgrade
 from watcher.db.models import Merchant
 from watcher.merchants import Credentials, create_merchant
 from watcher.payments.switch import is_disabled, set_disabled
-from watcher.secrets import load_box
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON only.")]
 
@@ -43,7 +42,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Create the database and a first merchant; prints its keys and secret once."""
         settings = state(ctx).settings
-        box = load_box(settings.database.url)
+        box = secret_box(settings)
         run(migrate(settings))
 
         async def go(session: AsyncSession) -> Credentials | None:

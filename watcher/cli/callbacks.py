@@ -149,7 +149,10 @@ def retry(
     all_dead: Annotated[bool, typer.Option("--all-dead", help="Every dead callback.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Send again now with a fresh set of attempts (dead or delivered), or now (pending)."""
+    """Send a callback again now.
+
+    A dead or delivered one gets a fresh set of attempts; a pending one is only made due now.
+    """
     if (callback_id is None) == (not all_dead):
         fail("give a callback id or --all-dead (not both)")
     settings = state(ctx).settings
@@ -174,4 +177,7 @@ def retry(
     if as_json:
         print_json({"retried": ids})
         return
-    out.print(f"{len(ids)} callback(s) queued to be sent now: {', '.join(map(str, ids)) or '-'}")
+    if not ids:
+        out.print("no dead callbacks to retry")
+        return
+    out.print(f"{len(ids)} callback(s) queued to be sent now: {', '.join(map(str, ids))}")

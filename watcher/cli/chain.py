@@ -15,7 +15,6 @@ from watcher.cli.common import database, fail, out, print_json, run, state
 from watcher.clock import iso, now_ms
 from watcher.config import Settings
 from watcher.db.models import Payment, Transfer
-from watcher.logs import configure_logging
 from watcher.payments.states import OPEN_STATES
 from watcher.tron import cursors
 from watcher.tron.client import Heads, NodeError, TronClient
@@ -33,7 +32,6 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     Exits 1 when no endpoint answers.
     """
     settings = state(ctx).settings
-    configure_logging(settings.log)
     report = run(_status(settings))
     if as_json:
         print_json(report)
@@ -57,7 +55,6 @@ def verify(
     if len(clean) != 64 or any(c not in "0123456789abcdef" for c in clean):
         fail("a TRON transaction id is 64 hex digits")
     settings = state(ctx).settings
-    configure_logging(settings.log)
     try:
         result = run(_verify(settings, clean))
     except NodeError as exc:

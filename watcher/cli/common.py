@@ -7,16 +7,19 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from watcher import jsonio
 from watcher.config import ConfigError, Settings, load_settings
-from watcher.db.engine import create_engine, session_factory
+from watcher.db.engine import create_engine, session_factory, sqlite_path
 from watcher.db.migrate import is_current
+from watcher.secrets import SecretBox, SecretKeyError, load_box
 
 T = TypeVar("T")
 
@@ -59,7 +62,14 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 async def database(
     settings: Settings, *, require_current: bool = True
 ) -> AsyncIterator[tuple[AsyncEngine, async_sessionmaker[AsyncSession]]]:
-    """The engine and a session factory; refuses a database that is not migrated."""
+    """The engine and a session factory; refuses a database that is not migrated.
+
+    A SQLite file that does not exist is not created here (only `init`, `db upgrade` and the
+    daemon create one): a command run from the wrong directory must not leave an empty
+    database, and a new master key, behind.
+    """
+    if require_current:
+        require_database_file(settings)
     engine = create_engine(settings.database.url)
     try:
         if require_current and not await is_current(engine):
@@ -67,6 +77,32 @@ async def database(
         yield engine, session_factory(engine)
     finally:
         await engine.dispose()
+
+
+def require_database_file(settings: Settings) -> None:
+    """Fail with the path looked at when the SQLite database file does not exist."""
+    path = sqlite_path(settings.database.url)
+    if path is None or path.exists():
+        return
+    written = make_url(settings.database.url).database or ""
+    relative = (
+        ""
+        if Path(written).is_absolute()
+        else f"; database.url is relative to the working directory {Path.cwd()}"
+    )
+    fail(
+        f"no database at {path}{relative}. Run the command where the database is, make "
+        "database.url absolute, or create the database with `watcher init` "
+        "(or `watcher db upgrade`)"
+    )
+
+
+def secret_box(settings: Settings) -> SecretBox:
+    """The master key for webhook secrets; a clear error when it is unusable."""
+    try:
+        return load_box(settings.database.url)
+    except SecretKeyError as exc:
+        fail(f"{exc} (WATCHER_SECRET_KEY or watcher.key)")
 
 
 async def with_session(settings: Settings, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:

@@ -19,10 +19,7 @@ from watcher.devchain.server import DevChainServer
 from watcher.logs import configure_logging
 from watcher.tron.address import is_valid
 
-app = typer.Typer(invoke_without_command=True)
 
-
-@app.callback()
 def devchain(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -42,7 +39,14 @@ def devchain(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
 ) -> None:
-    """Run a local TRON node simulator (java-tron HTTP API) with a Binance USDTTRY ticker."""
+    """The local TRON node simulator (java-tron HTTP API) and a Binance USDTTRY ticker.
+
+    Point tron.endpoints and rates.binance_base_url at the printed URL.
+
+    Pay an address: POST /_dev/transfer {"to": ADDRESS, "amount": MICRO_USDT}.
+
+    Also POST /_dev/mine, /_dev/fork, /_dev/fault and GET /_dev/state.
+    """
     configure_logging(state(ctx).settings.log)
     try:
         price = Decimal(usdt_price)

@@ -10,11 +10,19 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from watcher.cli.common import fail, out, print_json, run, state, with_session
+from watcher.cli.common import (
+    fail,
+    out,
+    print_json,
+    require_database_file,
+    run,
+    secret_box,
+    state,
+    with_session,
+)
 from watcher.clock import iso
 from watcher.db.models import ApiKey, Merchant, Payment
 from watcher.merchants import Credentials, MerchantExists, MerchantNotFound, create_merchant, rotate
-from watcher.secrets import load_box
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -37,7 +45,8 @@ def show_credentials(creds: Credentials, as_json: bool, title: str) -> None:
 def add(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> None:
     """Create a merchant; prints its API keys and webhook secret once."""
     settings = state(ctx).settings
-    box = load_box(settings.database.url)
+    require_database_file(settings)  # before the key file is made beside it
+    box = secret_box(settings)
 
     async def go(session: AsyncSession) -> Credentials:
         return await create_merchant(session, box, name)
@@ -107,7 +116,8 @@ def rotate_key(
 ) -> None:
     """Revoke the merchant's API keys and issue new ones (shown once)."""
     settings = state(ctx).settings
-    box = load_box(settings.database.url)
+    require_database_file(settings)  # before the key file is made beside it
+    box = secret_box(settings)
 
     async def go(session: AsyncSession) -> Credentials:
         return await rotate(session, box, merchant, secret=secret)

@@ -10,7 +10,6 @@ import typer
 from watcher.cli.common import database, fail, out, print_json, run, state
 from watcher.clock import iso, now_ms
 from watcher.config import Settings
-from watcher.logs import configure_logging
 from watcher.money import canonical, json_number
 from watcher.rates.base import Quote
 from watcher.rates.binance import BinanceRateSource, UpstreamError
@@ -32,7 +31,6 @@ def show(
     Exits 1 when no current rate can be had (the API would answer PROVIDER_ERROR).
     """
     settings = state(ctx).settings
-    configure_logging(settings.log)  # logs go to stderr: stdout carries only the report
     report = run(_report(settings, fetch=not offline))
     if as_json:
         print_json(report)

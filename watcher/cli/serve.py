@@ -7,10 +7,13 @@ import asyncio
 import typer
 
 from watcher.cli.common import fail, state
+from watcher.config import ConfigError
 from watcher.daemon import Daemon, DaemonError
 from watcher.demo import run_demo
 from watcher.locks import InstanceLocked
 from watcher.logs import configure_logging
+from watcher.secrets import SecretKeyError
+from watcher.tron.client import NodeError
 
 
 def _serve(ctx: typer.Context, parts: frozenset[str]) -> None:
@@ -20,6 +23,14 @@ def _serve(ctx: typer.Context, parts: frozenset[str]) -> None:
         code = asyncio.run(Daemon(settings, parts).run())
     except (DaemonError, InstanceLocked) as exc:
         fail(str(exc))
+    except ConfigError as exc:
+        fail(f"invalid configuration: {exc}")
+    except SecretKeyError as exc:
+        fail(f"{exc} (WATCHER_SECRET_KEY or watcher.key)")
+    except NodeError as exc:
+        # Only at the very first start: the start block is resolved from the node's head.
+        endpoints = ", ".join(settings.tron.endpoints)
+        fail(f"no TRON node answered (tron.endpoints: {endpoints}): {exc}")
     raise typer.Exit(code)
 
 
