@@ -144,6 +144,9 @@ async def test_the_payer_sees_address_and_amount_then_confirming_then_paid(
     await _set(services, txn, status="confirming", confirming_micro=181_690_000)
     await expect(phone.locator("#status")).to_have_text("Confirming")
     await expect(phone.get_by_text("waiting for confirmations")).to_be_visible()
+    await expect(phone.locator("#seen")).to_have_text("281.69")
+    await expect(phone.locator("#address")).to_be_hidden()  # nothing more to send
+    await expect(phone.locator("#countdown")).to_be_hidden()
 
     await _set(services, txn, status="completed", received_micro=281_690_000, confirming_micro=0)
     await expect(phone.get_by_role("heading", name="Payment received")).to_be_visible()

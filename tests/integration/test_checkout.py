@@ -155,3 +155,17 @@ async def test_a_card_payment_has_no_crypto_checkout(
 ) -> None:
     await add_payment(sessions, provider="card", address=None, amount_micro=None, rate=None)
     assert (await client.get(f"/pay/{TXN}")).status_code == 404
+
+
+async def test_a_confirming_payment_asks_for_nothing_more(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await add_payment(sessions, status="confirming", confirming_micro=281_690_000)
+    st = jsonio.loads((await client.get(f"/pay/{TXN}/status.json")).content)
+    assert st["status"] == "confirming" and st["toSendUsdt"] == Decimal("0.00")
+    html = (await client.get(f"/pay/{TXN}")).text
+    # The send-this-amount block and the countdown are rendered hidden; the seen amount shows.
+    assert '<div data-show="pending" hidden>' in html
+    assert '<dt data-show="pending" hidden>Time left</dt>' in html
+    assert '<span id="seen">281.69</span>' in html and "Nothing more to send" in html
+    assert '<div data-show="confirming">' in html

@@ -80,7 +80,8 @@ class CheckoutView:
 
     @property
     def to_send_usdt(self) -> Decimal:
-        return self.due_usdt if self.partial else self.amount_usdt
+        """What the payer still has to send: nothing once the full amount is on its way."""
+        return self.due_usdt
 
     @property
     def expires_at_text(self) -> str:
