@@ -81,3 +81,24 @@ async def test_events_cursor_of_non_ascii_digits_is_400(api: ApiHarness) -> None
         )
         assert resp.status_code == 400, (after, resp.text)
         assert resp.json()["error"]["code"] == "INVALID_REQUEST"
+
+
+async def test_lookups_by_ids_no_payment_can_have_are_404(api: ApiHarness) -> None:
+    # PostgreSQL text cannot hold NUL: the driver used to fail on the query itself.
+    for params in ({"transactionId": "txn_\x00"}, {"externalRef": "R\x00"}):
+        resp = await api.http.get(
+            f"{api.url}/api/payment/status", params=params, headers=api.headers()
+        )
+        assert resp.status_code == 404, (params, resp.text)
+    resp = await api.http.post(f"{api.url}/api/payment/txn_%00/cancel", headers=api.headers())
+    assert resp.status_code == 404, resp.text
+
+
+async def test_events_cursor_past_any_id_is_an_empty_page(api: ApiHarness) -> None:
+    # Event ids are 32-bit on PostgreSQL; an 18-digit cursor used to overflow the parameter.
+    resp = await api.http.get(
+        f"{api.url}/api/events", params={"after": "999999999999999999"}, headers=api.headers()
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["events"] == []
+    assert resp.json()["next"] == "999999999999999999"

@@ -11,7 +11,7 @@ delayed by this; they are the real-time path, this is the catch-up path.
 from __future__ import annotations
 
 from fastapi import APIRouter
-from sqlalchemy import select
+from sqlalchemy import BigInteger, bindparam, select
 from sqlmodel import col
 
 from watcher.api.auth import CurrentMerchant, ServicesDep
@@ -52,7 +52,8 @@ async def list_events(
         .where(
             col(PaymentEvent.merchant_id) == merchant.merchant_id,
             col(Payment.sandbox) == merchant.sandbox,
-            col(PaymentEvent.id) > start,
+            # As BIGINT: the id column is 32-bit on PostgreSQL, a cursor need not be.
+            col(PaymentEvent.id) > bindparam("after", start, type_=BigInteger),
             col(PaymentEvent.created_ms) <= services.clock() - SETTLE_MS,
         )
         .order_by(col(PaymentEvent.id))

@@ -135,6 +135,8 @@ class PaymentService:
         return payment
 
     async def get(self, key: AuthedKey, *, txn_id: str | None, ref: str | None) -> Payment:
+        if not _storable(txn_id) or not _storable(ref):
+            raise NotFound("no such transaction")
         async with self._sessions() as session:
             if txn_id:
                 payment = await session.get(Payment, txn_id)
@@ -151,6 +153,8 @@ class PaymentService:
         return payment
 
     async def cancel(self, key: AuthedKey, txn_id: str) -> Payment:
+        if not _storable(txn_id):
+            raise NotFound("no such transaction")
         async with self._sessions() as session, session.begin():
             payment = await session.get(Payment, txn_id, with_for_update=True)
             if payment is None or (
@@ -165,6 +169,20 @@ class PaymentService:
             await record_event(session, payment, "payment.cancelled", self._clock())
         log.info("payment_cancelled", payment_id=txn_id, merchant_id=key.merchant_id)
         return payment
+
+
+def _storable(text: str | None) -> bool:
+    """Whether a stored id or ref could equal `text`. None of ours holds NUL (PostgreSQL's
+    text type cannot, and its driver fails the whole query) or a lone surrogate."""
+    if text is None:
+        return True
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 async def _by_ref(session: AsyncSession, key: AuthedKey, ref: str) -> Payment | None:
