@@ -15,7 +15,14 @@ from watcher import jsonio
 from watcher.clock import Clock
 from watcher.config import Settings
 from watcher.db.models import ChainCursor, Payment
-from watcher.errors import DuplicateRef, InvalidRequest, InvalidState, NotFound, ProviderError
+from watcher.errors import (
+    DuplicateRef,
+    InvalidRequest,
+    InvalidState,
+    LimitExceeded,
+    NotFound,
+    ProviderError,
+)
 from watcher.merchants import AuthedKey
 from watcher.money import canonical, to_kurus, to_micro, usdt_for_try
 from watcher.payments import limits
@@ -62,8 +69,10 @@ class PaymentService:
             async with self._sessions() as session, session.begin():
                 await ensure_enabled(session)
                 payment = await self._insert(session, key, req, quote)
-        except IntegrityError:
+        except (IntegrityError, LimitExceeded):
             # A concurrent request with the same ref won the insert: answer with its payment.
+            # Its payment may also be what now fills the customer's limit, so a limit refusal
+            # is checked the same way: a retry must get the payment, not a 403 because of it.
             existing = await self._existing(key, req)
             if existing is None:
                 raise
