@@ -91,7 +91,7 @@ def _header(headers: Mapping[str, str], name: str) -> str:
 def _parse(raw: bytes) -> dict[str, Any]:
     try:
         payload = jsonio.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise WebhookVerificationError("the body is not JSON") from exc
     if not isinstance(payload, dict):
         raise WebhookVerificationError("the body is not a JSON object")
@@ -105,7 +105,12 @@ def _expected_signature(payload: Mapping[str, Any], secret: str, timestamp: str)
         raise WebhookVerificationError("the payload lacks the signed fields")
     if isinstance(amount, bool):
         raise WebhookVerificationError("the payload's amount is not a number")
-    return sign(secret, str(fields[0]), str(fields[1]), str(fields[2]), amount, timestamp)
+    try:
+        return sign(secret, str(fields[0]), str(fields[1]), str(fields[2]), amount, timestamp)
+    except (ArithmeticError, UnicodeEncodeError) as exc:
+        # Nothing we sign looks like this: an amount past the decimal context (1e1000000)
+        # or text with a lone surrogate. Whoever sent it gets the verdict, not a crash.
+        raise WebhookVerificationError("the payload's signed fields are malformed") from exc
 
 
 def _check_fresh(timestamp: str, tolerance_s: float, now: int) -> None:
