@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, bindparam, func, insert, or_, select, text, update
@@ -44,7 +44,8 @@ class Job:
     url: str
     attempt: int  # the number of this attempt, 1-based
     event: PaymentEvent
-    secret: str
+    # Out of repr: logged tracebacks show frame locals, and a Job is one in every attempt.
+    secret: str = field(repr=False)
 
 
 @dataclass(frozen=True)
