@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from typing import Any, TextIO
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from watcher.config import LogSettings
@@ -73,10 +74,27 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
+def _drop_color_message(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    event_dict.pop("color_message", None)  # uvicorn's ANSI copy of the message
+    return event_dict
+
+
 def _renderer(json_logs: bool, stream: TextIO) -> list[Processor]:
+    # Tracebacks never carry frame locals: a local can hold an API key or webhook secret,
+    # and locals would be rendered after redaction ran.
     if not json_logs and stream.isatty():
-        return [structlog.dev.ConsoleRenderer(colors=True)]
-    return [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+        return [
+            _drop_color_message,
+            structlog.dev.ConsoleRenderer(
+                colors=True, exception_formatter=structlog.dev.plain_traceback
+            ),
+        ]
+    return [
+        _drop_color_message,
+        structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
+        redact_secrets,  # again: exception messages are rendered only now
+        structlog.processors.JSONRenderer(),
+    ]
 
 
 def configure_logging(settings: LogSettings, stream: TextIO | None = None) -> None:

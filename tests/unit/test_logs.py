@@ -106,3 +106,20 @@ def test_level_filters_debug(stream: io.StringIO) -> None:
 def test_unknown_level_is_refused() -> None:
     with pytest.raises(ValueError, match="not a logging level"):
         configure_logging(LogSettings(level="LOUD"), stream=io.StringIO())
+
+
+def test_tracebacks_show_no_frame_locals_and_mask_secrets_in_messages(
+    stream: io.StringIO,
+) -> None:
+    def authenticate(api_key: str) -> None:
+        webhook_secret = "whsec_" + "s" * 43  # a local that must never reach the log
+        raise RuntimeError(f"database down while checking {api_key} ({len(webhook_secret)})")
+
+    try:
+        authenticate("sk_live_" + "k" * 43)
+    except RuntimeError:
+        logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
+    text = stream.getvalue()
+    assert "whsec_" not in text and "sk_live_" + "k" * 43 not in text
+    assert "database down while checking" in text
+    assert "color_message" not in text
