@@ -15,8 +15,12 @@ import secrets
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from watcher.db.engine import sqlite_path
+from watcher.db.models import Merchant
 
 KEY_FILE_NAME = "watcher.key"
 
@@ -47,6 +51,28 @@ def load_box(database_url: str, *, create: bool = True) -> SecretBox:
     return SecretBox(key)
 
 
+async def open_box(session: AsyncSession, database_url: str) -> SecretBox:
+    """The master key for this database, checked against what it already encrypted.
+
+    A new key is made only for a database that holds no webhook secret yet: with merchants
+    present, a missing key file means a lost key, and a fresh one would silently make every
+    stored secret unreadable (callbacks could no longer be signed).
+    """
+    sample = (
+        await session.execute(select(col(Merchant.webhook_secret_enc)).limit(1))
+    ).scalar_one_or_none()
+    try:
+        box = load_box(database_url, create=sample is None)
+    except SecretKeyError as exc:
+        raise SecretKeyError(
+            f"{exc}; this database holds webhook secrets encrypted with that key: restore the "
+            "key file or set WATCHER_SECRET_KEY"
+        ) from exc
+    if sample is not None:
+        box.decrypt(sample)  # a wrong key fails here, before anything is signed with it
+    return box
+
+
 class SecretBox:
     def __init__(self, key: bytes):
         try:
@@ -61,7 +87,10 @@ class SecretBox:
         try:
             return self._fernet.decrypt(token.encode()).decode()
         except InvalidToken as exc:
-            raise SecretKeyError("stored secret does not decrypt with this master key") from exc
+            raise SecretKeyError(
+                "stored webhook secrets do not decrypt with this master key "
+                "(WATCHER_SECRET_KEY or the key file): is it the key this database was made with?"
+            ) from exc
 
 
 def new_api_key(sandbox: bool) -> str:

@@ -15,7 +15,7 @@ from watcher.config import Settings
 from watcher.db.engine import create_engine, session_factory
 from watcher.payments.service import PaymentService
 from watcher.rates.base import RateSource
-from watcher.secrets import SecretBox, load_box
+from watcher.secrets import SecretBox, open_box
 from watcher.wallets.base import AddressAllocator
 
 
@@ -48,12 +48,18 @@ class Services:
 async def build_services(settings: Settings, clock: Clock = now_ms) -> AsyncIterator[Services]:
     engine = create_engine(settings.database.url)
     sessions = session_factory(engine)
+    try:
+        async with sessions() as session:
+            box = await open_box(session, settings.database.url)
+    except BaseException:
+        await engine.dispose()
+        raise
     http = httpx.AsyncClient(timeout=settings.tron.request_timeout_s, follow_redirects=False)
     services = Services(
         settings=settings,
         engine=engine,
         sessions=sessions,
-        box=load_box(settings.database.url),
+        box=box,
         rates=rates.build_rate_source(settings, sessions, clock=clock),
         addresses=wallets.build_allocator(settings, clock=clock),
         http=http,

@@ -42,10 +42,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Create the database and a first merchant; prints its keys and secret once."""
         settings = state(ctx).settings
-        box = secret_box(settings)
         run(migrate(settings))
 
         async def go(session: AsyncSession) -> Credentials | None:
+            box = await secret_box(session, settings)
             if (await session.execute(select(col(Merchant.id)).limit(1))).first():
                 return None
             return await create_merchant(session, box, name)

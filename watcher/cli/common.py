@@ -19,7 +19,7 @@ from watcher import jsonio
 from watcher.config import ConfigError, Settings, load_settings
 from watcher.db.engine import create_engine, session_factory, sqlite_path
 from watcher.db.migrate import is_current
-from watcher.secrets import SecretBox, SecretKeyError, load_box
+from watcher.secrets import SecretBox, SecretKeyError, open_box
 
 T = TypeVar("T")
 
@@ -97,12 +97,12 @@ def require_database_file(settings: Settings) -> None:
     )
 
 
-def secret_box(settings: Settings) -> SecretBox:
-    """The master key for webhook secrets; a clear error when it is unusable."""
+async def secret_box(session: AsyncSession, settings: Settings) -> SecretBox:
+    """The master key for webhook secrets; a clear error when it is missing or wrong."""
     try:
-        return load_box(settings.database.url)
+        return await open_box(session, settings.database.url)
     except SecretKeyError as exc:
-        fail(f"{exc} (WATCHER_SECRET_KEY or watcher.key)")
+        fail(str(exc))
 
 
 async def with_session(settings: Settings, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:

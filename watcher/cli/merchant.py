@@ -46,10 +46,9 @@ def add(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> None:
     """Create a merchant; prints its API keys and webhook secret once."""
     settings = state(ctx).settings
     require_database_file(settings)  # before the key file is made beside it
-    box = secret_box(settings)
 
     async def go(session: AsyncSession) -> Credentials:
-        return await create_merchant(session, box, name)
+        return await create_merchant(session, await secret_box(session, settings), name)
 
     try:
         creds = run(with_session(settings, go))
@@ -117,10 +116,9 @@ def rotate_key(
     """Revoke the merchant's API keys and issue new ones (shown once)."""
     settings = state(ctx).settings
     require_database_file(settings)  # before the key file is made beside it
-    box = secret_box(settings)
 
     async def go(session: AsyncSession) -> Credentials:
-        return await rotate(session, box, merchant, secret=secret)
+        return await rotate(session, await secret_box(session, settings), merchant, secret=secret)
 
     try:
         creds = run(with_session(settings, go))
