@@ -86,7 +86,11 @@ async def test_a_cancelled_payment_calls_back_and_the_sdk_accepts_it(api: ApiHar
     receiver = CallbackReceiver(api.merchant.webhook_secret)
     async with serve_asgi(receiver) as hook, client(api) as kasa:
         created = await kasa.create_payment(
-            Decimal("2500.50"), "Gülşen Çelik", "SİPARİŞ-42", callback_url=f"{hook}/kasa"
+            Decimal("2500.50"),
+            "Gülşen Çelik",
+            "SİPARİŞ-42",
+            callback_url=f"{hook}/kasa",
+            metadata={"userId": 123456, "bonus": Decimal("12.50"), "site": "örnek.com"},
         )
         await kasa.cancel(created["transactionId"])
         s = api.services
@@ -96,3 +100,6 @@ async def test_a_cancelled_payment_calls_back_and_the_sdk_accepts_it(api: ApiHar
     assert (payload["event"], payload["status"]) == ("payment.cancelled", "cancelled")
     assert (payload["externalRef"], payload["amount"]) == ("SİPARİŞ-42", Decimal("2500.5"))
     assert payload["transactionId"] == created["transactionId"]
+    # metadata comes back as sent: numbers stay JSON numbers, exact
+    assert payload["metadata"] == {"userId": 123456, "bonus": Decimal("12.5"), "site": "örnek.com"}
+    assert '"bonus":12.5' in receiver.received[0].body.decode()

@@ -6,7 +6,6 @@ GET /api/events show the same facts, whatever happens to the payment later.
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from watcher import jsonio
 from watcher.clock import iso
 from watcher.db.models import Callback, Payment, PaymentEvent, Transfer
 from watcher.money import from_kurus, from_micro, json_number
@@ -43,7 +43,7 @@ def snapshot(payment: Payment, txids: list[str]) -> dict[str, Any]:
         "late": payment.late,
         "createdAt": iso(payment.created_ms),
         "expiresAt": iso(payment.expires_ms),
-        "metadata": json.loads(payment.metadata_json or "{}"),
+        "metadata": jsonio.loads(payment.metadata_json or "{}"),
     }
     if payment.provider == "crypto":
         data["crypto"] = {
@@ -61,15 +61,6 @@ def snapshot(payment: Payment, txids: list[str]) -> dict[str, Any]:
 
 def _dec(text: str | None) -> Decimal:
     return Decimal(text or "0")
-
-
-def _encode(obj: Any) -> str:
-    def default(o: Any) -> Any:
-        if isinstance(o, Decimal):
-            return str(o)  # kept exact in storage; turned into JSON numbers on the way out
-        raise TypeError(type(o).__name__)
-
-    return json.dumps(obj, default=default, ensure_ascii=False, separators=(",", ":"))
 
 
 async def record_event(
@@ -96,7 +87,7 @@ async def record_event(
         sequence=sequence,
         status=payment.status,
         created_ms=now,
-        data_json=_encode(data),
+        data_json=jsonio.dumps(data),  # exact: Decimals as JSON numbers
     )
     session.add(event)
     # The callback row references the event (FK) and the unit of work does not order inserts
