@@ -46,23 +46,24 @@ class Services:
 
 @asynccontextmanager
 async def build_services(settings: Settings, clock: Clock = now_ms) -> AsyncIterator[Services]:
+    # Settings that only fail when used (wallet.xpub, rates) fail here, before any resource.
+    addresses = wallets.build_allocator(settings, clock=clock)
     engine = create_engine(settings.database.url)
-    sessions = session_factory(engine)
     try:
+        sessions = session_factory(engine)
         async with sessions() as session:
             box = await open_box(session, settings.database.url)
     except BaseException:
         await engine.dispose()
         raise
-    http = httpx.AsyncClient(timeout=settings.tron.request_timeout_s, follow_redirects=False)
     services = Services(
         settings=settings,
         engine=engine,
         sessions=sessions,
         box=box,
         rates=rates.build_rate_source(settings, sessions, clock=clock),
-        addresses=wallets.build_allocator(settings, clock=clock),
-        http=http,
+        addresses=addresses,
+        http=httpx.AsyncClient(timeout=settings.tron.request_timeout_s, follow_redirects=False),
         clock=clock,
     )
     try:

@@ -79,9 +79,9 @@ async def next_index(session: AsyncSession, name: str = HD_COUNTER) -> int:
     if value is None:
         insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
         await session.execute(
-            insert(Counter).values(name=name, value=0).on_conflict_do_nothing(
-                index_elements=["name"]
-            )
+            insert(Counter)
+            .values(name=name, value=0)
+            .on_conflict_do_nothing(index_elements=["name"])
         )
         value = await _bump(session, name)
     if value is None:
