@@ -64,6 +64,8 @@ async def open_box(session: AsyncSession, database_url: str) -> SecretBox:
     try:
         box = load_box(database_url, create=sample is None)
     except SecretKeyError as exc:
+        if sample is None:
+            raise
         raise SecretKeyError(
             f"{exc}; this database holds webhook secrets encrypted with that key: restore the "
             "key file or set WATCHER_SECRET_KEY"
