@@ -68,7 +68,11 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json({"from": before, "to": after})
         else:
-            out.print(f"database schema: {before or 'empty'} -> {after}")
+            out.print(
+                f"database schema already current ({after})"
+                if before == after
+                else f"database schema: {before or 'empty'} -> {after}"
+            )
 
     def _switch(ctx: typer.Context, disabled: bool | None, as_json: bool) -> None:
         settings = state(ctx).settings
