@@ -14,6 +14,7 @@ from watcher.cli import app
 from watcher.config import Settings
 from watcher.secrets import SecretKeyError
 from watcher.services import build_services
+from watcher.wallets.hd import DEMO_XPUB
 
 runner = CliRunner()
 
@@ -48,7 +49,10 @@ def test_a_wrong_key_stops_the_daemon_before_it_signs_anything(
 ) -> None:
     assert _cli(cfg, "init")[0] == 0
     monkeypatch.setenv("WATCHER_SECRET_KEY", Fernet.generate_key().decode())
-    settings = Settings(database={"url": f"sqlite+aiosqlite:///{cfg.parent / 'w.db'}"})
+    settings = Settings(
+        database={"url": f"sqlite+aiosqlite:///{cfg.parent / 'w.db'}"},
+        wallet={"xpub": DEMO_XPUB},
+    )
 
     async def start() -> None:
         async with build_services(settings):
