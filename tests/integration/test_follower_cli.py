@@ -136,7 +136,8 @@ async def test_chain_status_and_verify_commands_print_json(r: Rig) -> None:
     code, stdout = await watcher(r, "chain", "verify", txid, "--json")
     assert code == 0
     v = jsonio.loads(stdout)
-    assert (v["outcome"], v["logs"][0]["payment_id"]) == ("counted", p.id)
+    assert (v["outcome"], v["logs"][0]["paymentId"]) == ("counted", p.id)
+    assert v["logs"][0]["amountUsdt"] == 10 and v["blockTime"].endswith("Z")
 
 
 @pytest.mark.parametrize("db_kind", ["sqlite"])

@@ -15,6 +15,7 @@ from watcher.cli.common import database, fail, out, print_json, run, state
 from watcher.clock import iso, now_ms
 from watcher.config import Settings
 from watcher.db.models import Payment, Transfer
+from watcher.money import canonical, from_micro
 from watcher.payments.states import OPEN_STATES
 from watcher.tron import cursors
 from watcher.tron.client import Heads, NodeError, TronClient
@@ -182,13 +183,13 @@ def _print_verification(v: Verification) -> None:
     where = f" in block {v.block}" if v.block is not None else ""
     out.print(f"{v.txid}{where}: [bold]{v.outcome}[/bold] — {v.message}", highlight=False)
     if v.logs:
-        table = Table("log", "outcome", "to", "USDT (micro)", "payment", "state", "why")
+        table = Table("log", "outcome", "to", "USDT", "payment", "state", "why")
         for lv in v.logs:
             table.add_row(
                 str(lv.log_index),
                 lv.outcome,
                 lv.to or "",
-                str(lv.amount_micro or 0),
+                canonical(from_micro(lv.amount_micro or 0)),
                 lv.payment_id or "",
                 lv.state or "",
                 lv.message,

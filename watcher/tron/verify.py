@@ -10,7 +10,7 @@ the follower has not reached yet is left to it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -18,10 +18,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
-from watcher.clock import Clock
+from watcher.clock import Clock, iso
 from watcher.config import Settings
 from watcher.db.engine import transaction
 from watcher.db.models import Transfer
+from watcher.money import from_micro
 from watcher.payments.reconcile import resettle
 from watcher.payments.settle import FINAL, SEEN
 from watcher.tron import cursors
@@ -78,7 +79,30 @@ class Verification:
     logs: list[LogVerdict] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The `--json` view, in the CLI's conventions: camelCase keys, amounts in USDT."""
+        return {
+            "txid": self.txid,
+            "outcome": self.outcome,
+            "message": self.message,
+            "block": self.block,
+            "blockTime": iso(self.block_ms) if self.block_ms is not None else None,
+            "result": self.result,
+            "logs": [
+                {
+                    "logIndex": v.log_index,
+                    "outcome": v.outcome,
+                    "message": v.message,
+                    "token": v.token,
+                    "to": v.to,
+                    "amountUsdt": from_micro(v.amount_micro)
+                    if v.amount_micro is not None
+                    else None,
+                    "paymentId": v.payment_id,
+                    "state": v.state,
+                }
+                for v in self.logs
+            ],
+        }
 
 
 @dataclass(frozen=True, slots=True)
