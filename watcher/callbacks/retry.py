@@ -38,7 +38,7 @@ def base_delay_s(next_attempt: int, schedule: Sequence[float]) -> float:
     """Seconds before attempt `next_attempt` (2..): schedule[n-2], the last value repeated."""
     if next_attempt < 2:
         return 0.0
-    return float(schedule[min(next_attempt - 2, len(schedule) - 1)])
+    return schedule[min(next_attempt - 2, len(schedule) - 1)]
 
 
 def jittered_ms(base_s: float, uniform: Uniform) -> int:

@@ -28,6 +28,7 @@ up or every poll interval.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -155,7 +156,7 @@ class Follower:
         self._poll_s = settings.tron.poll_interval_s
         self._heads: Heads | None = None
         self._cur: Cursors | None = None
-        self._heads_at = float("-inf")
+        self._heads_at = -math.inf
         self.failures = 0  # consecutive failed steps
 
     # -- the loop ----------------------------------------------------------------------
