@@ -1,5 +1,5 @@
 """Hostile input over real HTTP: every malformed request gets its documented 4xx, never a 500,
-and nothing accepted can make later reads of the payment fail (DESIGN §3, §4)."""
+and nothing accepted can make later reads of the payment fail (docs/merchant-api.md#errors)."""
 
 from __future__ import annotations
 

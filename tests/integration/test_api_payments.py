@@ -1,4 +1,4 @@
-"""The merchant API over real HTTP, on SQLite and PostgreSQL (DESIGN §4)."""
+"""The merchant API over real HTTP, on SQLite and PostgreSQL (docs/merchant-api.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Expiry and late funds (DESIGN §5): deadlines judged by block time, partial sums kept,
-funds after the deadline recorded and flagged `late` with their own event."""
+"""Expiry and late funds (docs/architecture.md#settlement): deadlines judged by block time,
+partial sums kept, funds after the deadline recorded and flagged `late` with their own event."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Which payment a transfer belongs to (DESIGN §8): pool addresses, exact amounts, unmatched."""
+"""Which payment a transfer belongs to (docs/architecture.md#deposit-addresses): pool addresses,
+exact amounts, unmatched."""
 
 from __future__ import annotations
 

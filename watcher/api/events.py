@@ -1,4 +1,5 @@
-"""GET /api/events: the merchant's payment events in order, for reconciliation (DESIGN §6).
+"""GET /api/events: the merchant's payment events in order, for reconciliation
+(docs/merchant-api.md#events-and-reconciliation).
 
 The cursor is the event's row id, as a string. Ids are allocated when a transaction inserts
 the row, not when it commits, so on PostgreSQL an event with a lower id can become visible

@@ -1,4 +1,4 @@
-"""The merchant payment API: create, status, cancel (DESIGN §4)."""
+"""The merchant payment API: create, status, cancel (docs/merchant-api.md#endpoints)."""
 
 from __future__ import annotations
 

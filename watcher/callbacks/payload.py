@@ -1,4 +1,5 @@
-"""The callback payload of DESIGN §6, built from the event row's snapshot of the payment.
+"""The callback payload (docs/merchant-api.md#callbacks), built from the event row's snapshot
+of the payment.
 
 Every attempt of a callback carries the same facts (the snapshot taken when the event was
 recorded); only `timestamp` (the signing time of this attempt) and `signature` change.

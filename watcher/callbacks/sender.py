@@ -48,7 +48,10 @@ def judge(status_code: int, body: bytes) -> str | None:
 
 
 def request_parts(job: Job, timestamp: str) -> tuple[bytes, dict[str, str]]:
-    """The body and headers of one attempt, signed at `timestamp` (DESIGN §6)."""
+    """The body and headers of one attempt, signed at `timestamp`.
+
+    The format: docs/merchant-api.md#callbacks.
+    """
     signed = payload.callback_payload(job.event, job.secret, timestamp)
     body = payload.encode(signed)
     headers = {

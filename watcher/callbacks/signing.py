@@ -1,9 +1,10 @@
-"""Callback signatures (DESIGN §6), shared by the delivery worker and the merchant SDK.
+"""Callback signatures (docs/merchant-api.md#callbacks), shared by the delivery worker and
+the merchant SDK.
 
 X-Signature is the seed's: hex HMAC-SHA256, keyed with the UTF-8 bytes of the webhook secret,
 over `{transactionId}:{externalRef}:{status}:{amount}:{timestamp}`. The amount is the canonical
-string of DESIGN §3 (what JavaScript prints for the JSON number, so the seed's Node.js verifier
-agrees) and the timestamp is the exact X-Timestamp string.
+string of docs/architecture.md#money (what JavaScript prints for the JSON number, so the seed's
+Node.js verifier agrees) and the timestamp is the exact X-Timestamp string.
 
 That string leaves event, eventId, sequence and metadata unsigned, so X-Body-Signature adds
 hex HMAC-SHA256 over `{timestamp}.{raw body}`.

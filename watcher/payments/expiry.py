@@ -4,7 +4,8 @@ A payment expires only when its deadline has passed on the wall clock *and* on t
 read (the `seen` cursor's block is later than the deadline): while the follower lags, an
 on-time transfer could still be in a block not read yet. Payments with a transfer still
 waiting for finality are left to the follower, which re-settles them when the block becomes
-final (an on-time transfer awaiting finality holds expiry; DESIGN §5).
+final (an on-time transfer awaiting finality holds expiry;
+docs/architecture.md#settlement).
 
 The decision itself is payments.settle's; this component only finds the candidates.
 """

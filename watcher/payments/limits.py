@@ -1,5 +1,6 @@
-"""Per-customer limits (DESIGN §4): tracked by email, phone and metadata.userId; the strictest
-applies; sums in TRY over UTC days and months; 0 turns a limit off.
+"""Per-customer limits (docs/merchant-api.md#errors): tracked by email, phone and
+metadata.userId; the strictest applies; sums in TRY over UTC days and months; 0 turns a limit
+off.
 
 Counted: payments that are not cancelled, failed or expired unpaid — money the customer has
 committed to, not abandoned checkouts. Checked inside the create transaction; on PostgreSQL an

@@ -5,7 +5,7 @@ The follower and the expirer only record facts (transfers, their finality, curso
 the sums and the events to announce. Running it twice on the same facts changes nothing, so
 any caller may run it after any change (BTCPay's InvoiceWatcher works the same way).
 
-Rules (DESIGN §5, §7, §8):
+Rules (docs/architecture.md#settlement):
 - A transfer in a block at or below the payment's `created_block` never counts; a dropped
   (forked-out) one neither.
 - On time iff its block's timestamp <= `expires_ms`. Funds for a payment that was already

@@ -1,4 +1,4 @@
-"""Payment states and the events that announce them (DESIGN §5)."""
+"""Payment states and the events that announce them (docs/merchant-api.md#payment-states)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The follower's two persisted cursors (DESIGN §7) and the blocks walked but not yet final.
+"""The follower's two persisted cursors and the blocks walked but not yet final
+(docs/architecture.md#chain-following).
 
 `seen`: the last block walked at the head side; transfers in it show as "confirming".
 `final`: the last block known final (solidified, or head - N); only final blocks complete a

@@ -1,4 +1,4 @@
-"""Which payment a transfer belongs to (DESIGN §8), in O(1) per log.
+"""Which payment a transfer belongs to (docs/architecture.md#deposit-addresses), in O(1) per log.
 
 Per block, the follower collects the recipients of the token's Transfer logs (about a hundred
 on mainnet) and asks the database once for the payments on those addresses (an indexed
