@@ -9,7 +9,16 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from watcher.cli.common import database, out, print_json, run, secret_box, state, with_session
+from watcher.cli.common import (
+    database,
+    out,
+    print_json,
+    run,
+    secret_box,
+    state,
+    styled,
+    with_session,
+)
 from watcher.cli.merchant import show_credentials
 from watcher.clock import now_ms
 from watcher.config import Settings
@@ -87,9 +96,9 @@ def register(app: typer.Typer) -> None:
             print_json({"disabled": now_disabled})
         else:
             out.print(
-                "payments are [red]DISABLED[/red] (503 SYSTEM_DISABLED)"
+                styled("payments are ", ("DISABLED", "red"), " (503 SYSTEM_DISABLED)")
                 if now_disabled
-                else "payments are [green]enabled[/green]"
+                else styled("payments are ", ("enabled", "green"))
             )
 
     @system.command("disable")

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from watcher.callbacks import retry as policy
-from watcher.cli.common import fail, out, print_json, run, state, with_session
+from watcher.cli.common import fail, out, print_json, run, state, styled, with_session
 from watcher.clock import iso, now_ms
 from watcher.db.models import Callback, CallbackAttempt, PaymentEvent
 
@@ -124,10 +124,10 @@ def show(ctx: typer.Context, callback_id: int, as_json: JsonOpt = False) -> None
         print_json(data)
         return
     for key in ("id", "event", "eventId", "paymentId", "merchantId", "url", "status"):
-        out.print(f"[bold]{key}[/bold]: {data[key]}", highlight=False)
+        out.print(styled((key, "bold"), f": {data[key]}"))
     for key in ("attempts", "nextAttemptAt", "deliveredAt", "lastStatusCode", "lastError"):
         if data[key] is not None:
-            out.print(f"[bold]{key}[/bold]: {data[key]}", highlight=False)
+            out.print(styled((key, "bold"), f": {data[key]}"))
     table = Table("#", "started", "ms", "code", "error", "worker")
     for a in data["attemptLog"]:
         code = str(a["statusCode"] or "-")

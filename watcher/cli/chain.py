@@ -11,7 +11,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
-from watcher.cli.common import database, fail, out, print_json, run, state
+from watcher.cli.common import database, fail, out, print_json, run, state, styled
 from watcher.clock import iso, now_ms
 from watcher.config import Settings
 from watcher.db.models import Payment, Transfer
@@ -176,12 +176,12 @@ def _print_status(r: dict[str, Any]) -> None:
         )
     out.print(table)
     if r["error"]:
-        out.print(f"[red]no endpoint answered:[/red] {r['error']}", highlight=False)
+        out.print(styled(("no endpoint answered:", "red"), f" {r['error']}"))
 
 
 def _print_verification(v: Verification) -> None:
     where = f" in block {v.block}" if v.block is not None else ""
-    out.print(f"{v.txid}{where}: [bold]{v.outcome}[/bold] — {v.message}", highlight=False)
+    out.print(styled(f"{v.txid}{where}: ", (v.outcome, "bold"), f" — {v.message}"))
     if v.logs:
         table = Table("log", "outcome", "to", "USDT", "payment", "state", "why")
         for lv in v.logs:

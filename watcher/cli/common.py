@@ -12,6 +12,7 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -24,8 +25,17 @@ from watcher.secrets import SecretBox, SecretKeyError, open_box
 T = TypeVar("T")
 
 # Piped output gets a wide console: operators grep full ids, not "txn_c0…".
-out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True)
+# Markup, emoji codes and highlighting are off: most of what is printed is text that
+# merchants and payers wrote (externalRef, names, a receiver's answer), shown as it is.
+# Styles are given explicitly (`styled`), never parsed out of the text.
+_PLAIN: dict[str, Any] = {"markup": False, "emoji": False, "highlight": False}
+out = Console(width=None if sys.stdout.isatty() else 200, **_PLAIN)
+err = Console(stderr=True, **_PLAIN)
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """Plain text with styled pieces: `styled(("error:", "red"), " ", message)`."""
+    return Text.assemble(*parts)
 
 
 @dataclass
@@ -50,7 +60,7 @@ def state(ctx: typer.Context) -> State:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    err.print(styled(("error:", "red"), " ", message), soft_wrap=True)
     raise typer.Exit(code)
 
 

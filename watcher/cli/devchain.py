@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from watcher.cli.common import fail, out, print_json, run, state
+from watcher.cli.common import fail, out, print_json, run, state, styled
 from watcher.config import MAINNET_USDT
 from watcher.devchain.binance import FakeBinance
 from watcher.devchain.chain import DevChain
@@ -104,7 +104,7 @@ def _announce(server: DevChainServer, as_json: bool) -> None:
     if as_json:
         print_json(info)
         return
-    out.print(f"[bold green]devchain[/bold green] listening on {server.url}")
+    out.print(styled(("devchain", "bold green"), f" listening on {server.url}"))
     out.print(f"  USDT contract  {chain.usdt_contract}")
     out.print(f"  head block     {chain.head_number} (solidified {chain.solid_number})")
     out.print(f"  Binance        {server.url}/api/v3/ticker/price?symbol=USDTTRY")

@@ -18,6 +18,7 @@ from watcher.cli.common import (
     run,
     secret_box,
     state,
+    styled,
     with_session,
 )
 from watcher.clock import iso
@@ -33,12 +34,12 @@ def show_credentials(creds: Credentials, as_json: bool, title: str) -> None:
     if as_json:
         print_json(creds.as_dict())
         return
-    out.print(f"[bold green]{title}[/bold green] {creds.name} (id {creds.id})")
+    out.print(styled((title, "bold green"), f" {creds.name} (id {creds.id})"))
     out.print(f"  live API key:   {creds.api_key}")
     out.print(f"  test API key:   {creds.test_api_key}")
     if creds.webhook_secret:
         out.print(f"  webhook secret: {creds.webhook_secret}")
-    out.print("[yellow]These are shown once. Store them now.[/yellow]")
+    out.print(styled(("These are shown once. Store them now.", "yellow")))
 
 
 @app.command("add")

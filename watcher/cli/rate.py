@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from watcher.cli.common import database, fail, out, print_json, run, state
+from watcher.cli.common import database, fail, out, print_json, run, state, styled
 from watcher.clock import iso, now_ms
 from watcher.config import Settings
 from watcher.money import canonical, json_number
@@ -80,7 +80,7 @@ def _quote(quote: Quote | None, now: int, spread: Decimal) -> dict[str, Any] | N
 
 def _print(report: dict[str, Any]) -> None:
     spread = report["spreadPercent"]
-    out.print(f"[bold]{report['symbol']}[/bold]  {report['source']}", highlight=False)
+    out.print(styled((report["symbol"], "bold"), f"  {report['source']}"))
     out.print(f"  spread       {canonical(spread)} %", highlight=False)
     for title, key in (("current", "current"), ("last stored", "lastStored")):
         q = report[key]
@@ -94,6 +94,6 @@ def _print(report: dict[str, Any]) -> None:
     if "error" in report:
         if report["lastStored"] is None:
             fail(f"{report['error']}; no rate has been stored yet")
-        out.print(f"  [red]current rate unavailable:[/red] {report['error']}", highlight=False)
+        out.print(styled("  ", ("current rate unavailable:", "red"), f" {report['error']}"))
     elif report["current"] is None and report["lastStored"] is None:
         out.print("  no rate has been stored yet", highlight=False)

@@ -12,6 +12,7 @@ from watcher.daemon import Daemon, DaemonError
 from watcher.demo import run_demo
 from watcher.locks import InstanceLocked
 from watcher.logs import configure_logging
+from watcher.redact import redact_url
 from watcher.secrets import SecretKeyError
 from watcher.tron.client import NodeError
 
@@ -29,7 +30,7 @@ def _serve(ctx: typer.Context, parts: frozenset[str]) -> None:
         fail(f"{exc} (WATCHER_SECRET_KEY or watcher.key)")
     except NodeError as exc:
         # Only at the very first start: the start block is resolved from the node's head.
-        endpoints = ", ".join(settings.tron.endpoints)
+        endpoints = ", ".join(redact_url(u) for u in settings.tron.endpoints)
         fail(f"no TRON node answered (tron.endpoints: {endpoints}): {exc}")
     raise typer.Exit(code)
 

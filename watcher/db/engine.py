@@ -7,6 +7,7 @@ instead of waiting. One writer at a time is SQLite's model; we follow it rather 
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -44,12 +45,27 @@ def create_engine(url: str, **kw: Any) -> AsyncEngine:
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kw
         )
         _sqlite_pragmas(engine)
+        if path is not None:
+            _private_file(engine, path)
         return engine
     if "poolclass" not in kw:
         kw.setdefault("pool_size", 10)
         kw.setdefault("max_overflow", 20)
         kw.setdefault("pool_pre_ping", True)
     return create_async_engine(url, **kw)
+
+
+def _private_file(engine: AsyncEngine, path: Path) -> None:
+    """Create the database file 0600 before SQLite does (it would use 0644 minus the umask):
+    it holds merchants' data and key hashes. SQLite gives the -wal and -shm files the mode
+    of the database file."""
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _create(*_: Any) -> None:
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
 
 
 def _sqlite_pragmas(engine: AsyncEngine) -> None:

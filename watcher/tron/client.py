@@ -29,6 +29,7 @@ from watcher import jsonio
 from watcher.clock import Clock, now_ms
 from watcher.config import TronSettings
 from watcher.metrics import Metrics
+from watcher.redact import redact_url
 
 log = structlog.get_logger("watcher.tron.client")
 
@@ -82,6 +83,7 @@ class Heads:
 @dataclass
 class Endpoint:
     url: str
+    name: str = ""  # what logs, metrics and the CLI show: no credentials (redact_url)
     requests: int = 0
     errors: int = 0
     consecutive_errors: int = 0
@@ -182,7 +184,7 @@ class TronClient:
         self._rng = rng or random.Random()
         self._sleep = sleep
         self._clock = clock
-        self.endpoints = [Endpoint(url) for url in settings.endpoints]
+        self.endpoints = [Endpoint(url, name) for url, name in _names(settings.endpoints)]
         self._current = 0
         self._headers = {"Content-Type": "application/json"}
         if settings.api_key:
@@ -256,11 +258,11 @@ class TronClient:
         endpoint.consecutive_errors += 1
         endpoint.last_error = str(exc)
         endpoint.last_error_ms = self._clock()
-        log.warning("tron.node_error", endpoint=endpoint.url, path=path, error=str(exc))
+        log.warning("tron.node_error", endpoint=endpoint.name, path=path, error=str(exc))
 
     def _observe(self, endpoint: Endpoint, started: float, *, ok: bool) -> None:
         if self._metrics is not None:
-            self._metrics.node_request(endpoint.url, time.perf_counter() - started, ok=ok)
+            self._metrics.node_request(endpoint.name, time.perf_counter() - started, ok=ok)
 
     # -- heads -------------------------------------------------------------------------
 
@@ -372,12 +374,21 @@ class TronClient:
         except NodeError as exc:
             head, error = None, str(exc)
         return {
-            "url": endpoint.url,
+            "url": endpoint.name,
             "ok": error is None,
             "head": head,
             "latency_ms": round((time.perf_counter() - started) * 1000, 1),
             "error": error,
         }
+
+
+def _names(urls: list[str]) -> list[tuple[str, str]]:
+    """Each URL with its shown name; endpoints that only differ in hidden parts get `#n`."""
+    names = [redact_url(u) for u in urls]
+    return [
+        (url, name if names.count(name) == 1 else f"{name} #{i + 1}")
+        for i, (url, name) in enumerate(zip(urls, names, strict=True))
+    ]
 
 
 async def _gather(*aws: Awaitable[Any]) -> Any:

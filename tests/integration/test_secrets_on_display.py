@@ -1,0 +1,115 @@
+"""What operators can read (metrics, logs, `chain status`, files on disk) holds no node
+credentials, and the database files are as private as the master key beside them."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from watcher.cli import app
+from watcher.config import LogSettings, TronSettings
+from watcher.db.engine import create_engine
+from watcher.db.migrate import upgrade
+from watcher.logs import configure_logging
+from watcher.metrics import Metrics
+from watcher.tron.client import NodeError, TronClient
+
+WATCHER = str(Path(sys.executable).with_name("watcher"))
+# A node URL as operators write them for hosted nodes: basic auth and a token in the path.
+NODE = "http://watcher:hunter2@127.0.0.1:9/tok3n-Secret/jsonrpc?key=qu3ry"
+SECRETS = ("hunter2", "tok3n-Secret", "qu3ry", "watcher:")
+
+
+def _clean(text: str) -> None:
+    for secret in SECRETS:
+        assert secret not in text, f"{secret!r} shown in:\n{text[-2000:]}"
+
+
+@pytest.fixture
+def logs() -> Iterator[io.StringIO]:
+    buf = io.StringIO()
+    configure_logging(LogSettings(level="DEBUG", json_logs=True), stream=buf)
+    yield buf
+    configure_logging(LogSettings(level="WARNING", json_logs=False))
+
+
+async def test_metrics_and_logs_name_nodes_without_credentials(logs: io.StringIO) -> None:
+    metrics = Metrics()
+    settings = TronSettings(endpoints=[NODE, "http://127.0.0.1:9/other-Token"])
+    async with httpx.AsyncClient() as http:
+        client = TronClient(settings, http, metrics=metrics, rounds=1)
+        with pytest.raises(NodeError):
+            await client.head()
+    body = metrics.render()[0].decode()
+    assert 'endpoint="http://***@127.0.0.1:9/***"' in body
+    assert 'endpoint="http://127.0.0.1:9/***"' in body
+    _clean(body)
+    assert "tron.node_error" in logs.getvalue()
+    _clean(logs.getvalue())
+
+
+def test_chain_status_names_nodes_without_credentials(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    cfg = tmp_path / "w.toml"
+    cfg.write_text(
+        f'[database]\nurl = "sqlite+aiosqlite:///{db}"\n[tron]\nendpoints = ["{NODE}"]\n'
+    )
+    runner = CliRunner()
+    assert runner.invoke(app, ["--config", str(cfg), "db", "upgrade"]).exit_code == 0
+    shown = runner.invoke(app, ["--config", str(cfg), "chain", "status", "--json"])
+    assert shown.exit_code == 1
+    assert json.loads(shown.stdout)["endpoints"][0]["url"] == "http://***@127.0.0.1:9/***"
+    _clean(shown.stdout + shown.stderr)
+    shown = runner.invoke(app, ["--config", str(cfg), "chain", "status"])
+    assert "127.0.0.1:9" in shown.stdout
+    _clean(shown.stdout + shown.stderr)
+
+
+def _mode(path: Path) -> str:
+    return oct(stat.S_IMODE(path.stat().st_mode))
+
+
+def test_sqlite_files_are_created_private_under_a_umask_of_022(tmp_path: Path) -> None:
+    db = tmp_path / "data" / "w.db"
+    cfg = tmp_path / "w.toml"
+    cfg.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{db}"\n')
+    done = subprocess.run(
+        [WATCHER, "--config", str(cfg), "init", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={**os.environ, "WATCHER_SECRET_KEY": ""},
+        preexec_fn=lambda: os.umask(0o022),
+    )
+    assert done.returncode == 0, done.stderr
+    assert _mode(db) == "0o600"
+    assert _mode(db.parent / "watcher.key") == "0o600"
+
+    other = tmp_path / "other.db"
+
+    async def open_and_look() -> dict[str, str]:
+        previous = os.umask(0o022)
+        engine = create_engine(f"sqlite+aiosqlite:///{other}")
+        try:
+            await upgrade(engine)
+            async with engine.connect() as conn:  # -wal and -shm exist while it is open
+                await conn.exec_driver_sql("SELECT 1")
+                return {p.name: _mode(p) for p in tmp_path.glob("other.db*")}
+        finally:
+            os.umask(previous)
+            await engine.dispose()
+
+    modes = asyncio.run(open_and_look())
+    assert modes == {"other.db": "0o600", "other.db-wal": "0o600", "other.db-shm": "0o600"}
