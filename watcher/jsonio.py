@@ -3,6 +3,10 @@
 The standard encoder cannot emit a Decimal as a number, and going through float would round
 money. Decimals are written as placeholders and the placeholders then replaced by the
 canonical number text.
+
+Reading, a key that appears twice in one object is an error by default: parsers disagree on
+which one wins (Python's and most JavaScript's take the last, some proxies and WAFs the
+first), so a body a proxy checked as 1000 TRY could be read here as 2000.
 """
 
 from __future__ import annotations
@@ -38,9 +42,27 @@ def dumps(obj: Any, *, indent: int | None = None) -> str:
     return _PLACEHOLDER.sub(lambda m: m.group(1), text)
 
 
-def loads(text: str | bytes) -> Any:
-    """Parse JSON with every non-integer number as Decimal (never float)."""
-    return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+def loads(text: str | bytes, *, unique_keys: bool = True) -> Any:
+    """Parse JSON with every non-integer number as Decimal (never float).
+
+    ValueError for a key repeated in one object, unless `unique_keys` is False (the last one
+    then wins).
+    """
+    return json.loads(
+        text,
+        parse_float=Decimal,
+        parse_constant=_reject_constant,
+        object_pairs_hook=_unique if unique_keys else None,
+    )
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"duplicate key {key!r} in a JSON object")
+        obj[key] = value
+    return obj
 
 
 def _reject_constant(name: str) -> Any:

@@ -102,3 +102,27 @@ async def test_events_cursor_past_any_id_is_an_empty_page(api: ApiHarness) -> No
     assert resp.status_code == 200, resp.text
     assert resp.json()["events"] == []
     assert resp.json()["next"] == "999999999999999999"
+
+
+async def test_duplicate_keys_are_refused_and_create_nothing(api: ApiHarness) -> None:
+    # Last-wins parsing made {"amount":1000,"amount":2000} a 2000 TRY payment, while a proxy
+    # or WAF reading the first key saw 1000: one body must mean one thing to every reader.
+    bodies = [
+        b'{"amount":1000,"amount":2000,"fullName":"A","externalRef":"DUP-1"}',
+        b'{"amount":1000,"fullName":"A","externalRef":"DUP-2","externalRef":"DUP-3"}',
+        _with('"metadata": {"userId": "u1", "userId": "u2"}'),
+    ]
+    for content in bodies:
+        resp = await api.http.post(
+            f"{api.url}/api/payment/create",
+            content=content,
+            headers={**api.headers(), "content-type": "application/json"},
+        )
+        assert resp.status_code == 400, (content, resp.text)
+        error = resp.json()["error"]
+        assert error["code"] == "INVALID_REQUEST" and "duplicate key" in error["message"]
+    for ref in ("DUP-1", "DUP-2", "DUP-3", "H-1"):
+        status = await api.http.get(
+            f"{api.url}/api/payment/status", params={"externalRef": ref}, headers=api.headers()
+        )
+        assert status.status_code == 404, (ref, status.text)

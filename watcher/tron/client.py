@@ -246,7 +246,9 @@ class TronClient:
         if resp.status_code != 200:
             raise NodeError(f"HTTP {resp.status_code}: {_snippet(resp.text)}")
         try:
-            data = jsonio.loads(resp.content)
+            # The operator's node, not a stranger: a repeated key there must not stall the
+            # follower on a block it can never read.
+            data = jsonio.loads(resp.content, unique_keys=False)
         except ValueError as exc:
             raise NodeError(f"not JSON: {_snippet(resp.text)}") from exc
         if isinstance(data, dict) and "Error" in data:
