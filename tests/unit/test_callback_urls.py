@@ -18,10 +18,19 @@ from watcher.errors import InvalidRequest
 
 @pytest.mark.parametrize(
     "url",
-    ["https://api.site.com/webhook", "http://shop.example:8080/kasa?t=1", "https://bücher.de/x"],
+    [
+        "https://api.site.com/webhook",
+        "http://shop.example:8080/kasa?t=1",
+        "https://bücher.de/x",
+        "https://xn--bcher-kva.de/x",
+        "https://hooks.example./x",
+        "https://my_shop.example.com/x",
+        "http://93.184.216.34/x",
+        "http://[2606:2800:220:1:248:1893:25c8:1946]/x",
+    ],
 )
 def test_http_and_https_urls_with_a_host_are_accepted(url: str) -> None:
-    assert validate_callback_url(f"  {url} ") == url
+    assert validate_callback_url(f"  {url} ", allow_private=False) == url
 
 
 @pytest.mark.parametrize(
@@ -40,7 +49,7 @@ def test_http_and_https_urls_with_a_host_are_accepted(url: str) -> None:
 )
 def test_other_urls_are_invalid_requests(url: str, why: str) -> None:
     with pytest.raises(InvalidRequest, match=why.replace("(", r"\(").replace(")", r"\)")):
-        validate_callback_url(url)
+        validate_callback_url(url, allow_private=True)
 
 
 @pytest.mark.parametrize(
@@ -62,6 +71,21 @@ def test_other_urls_are_invalid_requests(url: str, why: str) -> None:
         ("::ffff:169.254.169.254", False),
         ("::ffff:93.184.216.34", True),
         ("2002:7f00:1::", False),  # 6to4 wrapping 127.0.0.1
+        # NAT64 prefixes: a translator on the path turns them into any IPv4 address.
+        ("64:ff9b::7f00:1", False),  # 127.0.0.1
+        ("64:ff9b::a9fe:a9fe", False),  # 169.254.169.254
+        ("64:ff9b::5db8:d822", False),  # even a global one: the translator's network decides
+        ("64:ff9b:1::a00:1", False),  # local-use NAT64
+        # IPv4-compatible (deprecated ::/96): some stacks still reach the IPv4 address.
+        ("::127.0.0.1", False),
+        ("::93.184.216.34", False),
+        # Multicast is never one receiver, and the 6to4 relay anycast is not the merchant.
+        ("224.0.0.1", False),
+        ("239.255.255.250", False),
+        ("233.252.0.1", False),
+        ("ff0e::1", False),
+        ("::ffff:224.0.0.1", False),
+        ("192.88.99.1", False),
     ],
 )
 def test_only_global_addresses_are_allowed(address: str, allowed: bool) -> None:
@@ -70,8 +94,53 @@ def test_only_global_addresses_are_allowed(address: str, allowed: bool) -> None:
     assert is_allowed(ip, allow_private=True)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://" + "a" * 64 + ".example/hook",  # a label over 63 characters
+        "http://" + ("a" * 60 + ".") * 5 + "example/",  # a name over 253 characters
+        "http://a..b.example/",  # an empty label
+        "http://xn--/hook",  # punycode that decodes to nothing
+        "http://xn--a.example/",  # punycode that is not valid
+        "http://0x7f.1/",  # an IP address in a form only inet_aton reads (127.0.0.1)
+        "http://2130706433/",  # the same, as one number
+        "http://1.2.3.4.5/",  # neither a name nor an address
+    ],
+)
+def test_hosts_that_cannot_be_encoded_or_resolved_are_refused_at_create(url: str) -> None:
+    with pytest.raises(InvalidRequest, match="callbackUrl"):
+        validate_callback_url(url, allow_private=True)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/x",
+        "http://[::1]:8080/x",
+        "http://[64:ff9b::7f00:1]/x",
+        "http://[::127.0.0.1]/x",
+        "http://224.0.0.1/x",
+        "http://192.88.99.1/x",
+        "http://[::ffff:10.0.0.1]/x",
+    ],
+)
+def test_addresses_we_never_send_to_are_refused_at_create(url: str) -> None:
+    with pytest.raises(InvalidRequest, match="non-global"):
+        validate_callback_url(url, allow_private=False)
+    assert validate_callback_url(url, allow_private=True) == url
+
+
 async def test_pin_refuses_private_addresses_and_names_them() -> None:
-    for url in ("http://127.0.0.1:9/x", "http://[::ffff:10.0.0.1]/x", "http://localhost/x"):
+    for url in (
+        "http://127.0.0.1:9/x",
+        "http://[::ffff:10.0.0.1]/x",
+        "http://localhost/x",
+        "http://[64:ff9b::7f00:1]/x",
+        "http://[::127.0.0.1]/x",
+        "http://224.0.0.1/x",
+        "http://192.88.99.1/x",
+        "http://0x7f.1/x",
+    ):
         with pytest.raises(UnsafeCallbackUrl, match="non-global"):
             await pin(url, allow_private=False)
 

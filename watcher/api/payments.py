@@ -37,7 +37,12 @@ async def _json_body(request: Request) -> Any:
 async def create_payment(
     request: Request, merchant: CurrentMerchant, services: ServicesDep
 ) -> DecimalJSONResponse:
-    req = parse_create(await _json_body(request), services.settings.limits)
+    settings = services.settings
+    req = parse_create(
+        await _json_body(request),
+        settings.limits,
+        allow_private_urls=settings.callbacks.allow_private_urls,
+    )
     result = await services.payments.create(merchant, req)
     return DecimalJSONResponse(created_body(result.payment, services.settings.public_url()))
 

@@ -1,10 +1,13 @@
 """callbackUrl checks: its shape when a payment is created, its address when we send.
 
-At create time only the shape is checked (http or https, a host, no credentials): DNS
-answers change, so checking the address then proves nothing about the address later.
+At create time the URL's shape (http or https, a host, no credentials) and its host are
+checked: a name no resolver could take (a label over 63 characters, a name over 253, an
+empty label, punycode that does not decode, a number that only inet_aton reads as an
+address) and an address literal we would never send to are refused. Names are not looked
+up: DNS answers change, so an address checked then proves nothing about the address later.
 
-At send time `pin` resolves the host once, refuses non-global addresses (`not ip.is_global`,
-IPv4-mapped / 6to4 / Teredo IPv6 unwrapped) unless `callbacks.allow_private_urls`, and returns a
+At send time `pin` resolves the host once, refuses addresses that are not one merchant's
+server (see `is_allowed`) unless `callbacks.allow_private_urls`, and returns a
 request target pinned to the address it checked: the URL names the IP, the Host header and the
 TLS server name (SNI, used for certificate verification) keep the original host name. So the
 address checked is the address connected to, and a DNS answer that changes between check and
@@ -17,25 +20,39 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass, field
 from urllib.parse import SplitResult, urlsplit
 
 import httpx
+import idna
 
 from watcher.errors import InvalidRequest
 
 MAX_URL_LENGTH = 2048
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
+MAX_NAME_LENGTH = 253
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_LABEL = re.compile(r"[a-z0-9_-]{1,63}", re.IGNORECASE)
+# A last label that is a number: inet_aton reads `0x7f.1` or `2130706433` as an address.
+_NUMERIC_LABEL = re.compile(r"0x[0-9a-f]*|[0-9]+", re.IGNORECASE)
+
+# Global by `is_global`, yet no merchant's server: NAT64 prefixes (a translator on the path
+# maps them onto any IPv4 address, private ones included), IPv4-compatible addresses
+# (deprecated; some stacks still reach the IPv4 address inside) and the 6to4 relay anycast.
+_REFUSED_NETWORKS = tuple(
+    ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96", "192.88.99.0/24")
+)
 
 
 class UnsafeCallbackUrl(Exception):
     """The callback URL resolves to no address we may connect to."""
 
 
-def validate_callback_url(url: str) -> str:
+def validate_callback_url(url: str, *, allow_private: bool) -> str:
     """The callbackUrl as stored, or InvalidRequest naming what is wrong with it."""
     url = url.strip()
     if not url or len(url) > MAX_URL_LENGTH:
@@ -51,7 +68,48 @@ def validate_callback_url(url: str) -> str:
         raise InvalidRequest("callbackUrl must name a host")
     if parts.username is not None or parts.password is not None:
         raise InvalidRequest("callbackUrl must not carry credentials")
+    _check_host(url, allow_private)
     return url
+
+
+def _check_host(url: str, allow_private: bool) -> None:
+    """The host as the sender will read it (httpx's IDNA encoding) must be one it can use."""
+    try:
+        host = httpx.URL(url).raw_host.decode("ascii")
+    except (httpx.InvalidURL, UnicodeError) as exc:
+        raise InvalidRequest("callbackUrl has a host name that cannot be encoded") from exc
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        _check_name(host)
+        return
+    if not is_allowed(ip, allow_private):
+        raise InvalidRequest(
+            f"callbackUrl points at a non-global address ({ip}); callbacks are only sent to "
+            "public addresses"
+        )
+
+
+def _check_name(host: str) -> None:
+    name = host[:-1] if host.endswith(".") else host
+    labels = name.split(".")
+    if len(name) > MAX_NAME_LENGTH or not all(_LABEL.fullmatch(label) for label in labels):
+        raise InvalidRequest(
+            "callbackUrl has a host name no resolver accepts (labels of 1 to 63 letters, "
+            f"digits, '-' or '_', at most {MAX_NAME_LENGTH} characters in all)"
+        )
+    if _NUMERIC_LABEL.fullmatch(labels[-1]):
+        raise InvalidRequest(
+            "callbackUrl host is neither a domain name nor an IP address in standard form"
+        )
+    for label in labels:
+        if label[:4].lower() == "xn--":
+            try:
+                idna.decode(label)
+            except idna.IDNAError as exc:
+                raise InvalidRequest(
+                    f"callbackUrl has a host name with invalid punycode ({label!r})"
+                ) from exc
 
 
 def _split(url: str) -> SplitResult:
@@ -83,7 +141,13 @@ def effective_address(ip: IPAddress) -> IPAddress:
 
 
 def is_allowed(ip: IPAddress, allow_private: bool) -> bool:
-    return allow_private or effective_address(ip).is_global
+    """Global unicast, after unwrapping, and outside the ranges `is_global` lets through."""
+    if allow_private:
+        return True
+    inner = effective_address(ip)
+    if not inner.is_global or inner.is_multicast or ip.is_multicast:
+        return False
+    return not any(a in net for a in (ip, inner) for net in _REFUSED_NETWORKS)
 
 
 @dataclass(frozen=True)
@@ -107,6 +171,8 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise UnsafeCallbackUrl(f"cannot resolve {host}: {exc.strerror}") from exc
+    except UnicodeError as exc:  # the resolver's IDNA step: an empty or over-long label
+        raise UnsafeCallbackUrl(f"cannot resolve {host}: {exc}") from exc
     return list(dict.fromkeys(ipaddress.ip_address(str(i[4][0]).split("%")[0]) for i in infos))
 
 

@@ -75,7 +75,9 @@ class CreateRequest:
         return canonical(value) if isinstance(value, Decimal) else str(value)
 
 
-def parse_create(body: Any, limits: LimitsSettings) -> CreateRequest:
+def parse_create(
+    body: Any, limits: LimitsSettings, *, allow_private_urls: bool = False
+) -> CreateRequest:
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
     _check_tree(body)
@@ -99,7 +101,7 @@ def parse_create(body: Any, limits: LimitsSettings) -> CreateRequest:
         external_ref=_external_ref(body.get("externalRef")),
         email=email,
         phone=phone,
-        callback_url=_callback_url(body.get("callbackUrl")),
+        callback_url=_callback_url(body.get("callbackUrl"), allow_private_urls),
         return_url=_url(body, "returnUrl"),
         cancel_url=_url(body, "cancelUrl"),
         metadata=_metadata(body.get("metadata")),
@@ -196,12 +198,12 @@ def _phone(value: Any, *, required: bool) -> str | None:
     return compact
 
 
-def _callback_url(value: Any) -> str | None:
+def _callback_url(value: Any, allow_private: bool) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or len(value) > MAX_URL:
         raise InvalidRequest("callbackUrl must be an http(s) URL")
-    return validate_callback_url(value)
+    return validate_callback_url(value, allow_private=allow_private)
 
 
 def _url(body: dict[str, Any], name: str) -> str | None:
