@@ -205,6 +205,34 @@ async def test_loopback_is_refused_unless_private_urls_are_allowed(rig: Rig) -> 
     assert [r.status for r in await callback_rows(rig.sessions)] == ["delivered"]
 
 
+async def test_an_unresolvable_host_counts_every_attempt_and_goes_dead(rig: Rig) -> None:
+    # Stored before create refused such hosts: getaddrinfo raised UnicodeError, outside the
+    # handled errors, so no attempt was recorded and the lease expired into a loop forever.
+    url = "http://" + "a" * 64 + ".example/hook"
+    await add_events(rig.sessions, rig.merchant.id, url, rig.clock(), 1)
+    worker = rig.worker(max_attempts=3, backoff_s=[60])
+    for attempt in (1, 2, 3):
+        assert await worker.run_once() == 1
+        [row] = await callback_rows(rig.sessions)
+        assert row.attempts == attempt, row.last_error
+        assert row.last_error is not None and "aaaa" in row.last_error
+        rig.clock.advance(60_000)
+    assert row.status == "dead"
+    assert [a.attempt for a in await attempt_rows(rig.sessions)] == [1, 2, 3]
+    assert await worker.run_once() == 0
+
+
+@pytest.mark.parametrize(
+    "host", ["[64:ff9b::7f00:1]", "[64:ff9b:1::7f00:1]", "[::127.0.0.1]", "224.0.0.1"]
+)
+async def test_send_time_refuses_nat64_ipv4_compatible_and_multicast(rig: Rig, host: str) -> None:
+    await add_events(rig.sessions, rig.merchant.id, f"http://{host}:9/hook", rig.clock(), 1)
+    await rig.worker(allow_private_urls=False, timeout_s=2).run_once()
+    [row] = await callback_rows(rig.sessions)
+    assert row.attempts == 1 and row.last_error is not None
+    assert row.last_error.startswith("refused:"), row.last_error
+
+
 async def test_payload_and_headers_follow_the_contract(rig: Rig) -> None:
     receiver = rig.receiver()
     async with serve_asgi(receiver) as url:

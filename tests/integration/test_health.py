@@ -11,7 +11,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from tests.support.servers import serve_asgi
 from watcher.api import health
@@ -19,7 +21,15 @@ from watcher.api.app import create_app
 from watcher.clock import now_ms
 from watcher.config import Settings
 from watcher.db.engine import create_engine, session_factory
-from watcher.db.models import Callback, ChainBlock, ChainCursor, Payment, PaymentEvent, RateQuote
+from watcher.db.models import (
+    Callback,
+    CallbackAttempt,
+    ChainBlock,
+    ChainCursor,
+    Payment,
+    PaymentEvent,
+    RateQuote,
+)
 from watcher.merchants import create_merchant
 from watcher.metrics import Metrics
 from watcher.services import Services, build_services
@@ -150,7 +160,27 @@ async def test_degraded_when_due_callbacks_are_not_delivered(probe: Probe) -> No
     assert r.status_code == 503
     delivery = r.json()["checks"]["delivery"]
     assert delivery["due"] == 2 and delivery["oldest_due_s"] >= 600
+    assert delivery["last_attempt_s"] is None and "no attempt" in delivery["reason"]
     assert r.json()["checks"]["follower"]["ok"] is True
+
+
+async def test_one_merchants_stuck_callback_does_not_degrade_while_others_are_delivered(
+    probe: Probe,
+) -> None:
+    # One test-key payment whose endpoint never takes a callback used to turn /healthz 503
+    # for good, taking the whole API out of its load balancer.
+    now = now_ms()
+    await probe.cursors(HEAD, HEAD - 19, now)
+    await probe.payments("completed", callback_due_ms=now - 10 * MINUTE_MS)
+    await probe.payments("completed", callback_due_ms=now - 30_000)
+    async with probe.services.sessions() as s, s.begin():
+        fresh = max((await s.execute(select(col(Callback.id)))).scalars())
+        s.add(CallbackAttempt(callback_id=fresh, attempt=1, started_ms=now - 5_000))
+    r = await probe.http.get("/healthz")
+    assert r.status_code == 200, r.text
+    delivery = r.json()["checks"]["delivery"]
+    assert delivery["ok"] is True and delivery["due"] == 2 and delivery["overdue"] == 1
+    assert delivery["oldest_due_s"] >= 600 and delivery["last_attempt_s"] < 60
 
 
 async def test_metrics_scrape_shows_payments_callbacks_follower_and_rate(probe: Probe) -> None:

@@ -6,8 +6,12 @@
   `seen` cursor must exist, be at most tron.max_lag_blocks ahead of `final`, and have moved
   within the time those blocks take (3 s each): a stuck follower or a stalled node shows as a
   cursor that stopped moving. Chain lag is reported, never used to restart anything.
-- delivery: pending callbacks that are due, and how long the oldest has waited. Callbacks
-  parked as dead are counted but do not degrade: a merchant's broken endpoint is theirs.
+- delivery: judged by the outbox as a whole, never by one row. It degrades when callbacks
+  have been due for longer than DELIVERY_MAX_WAIT_S and no attempt at all has been made in
+  that time: no worker runs, or none gets anything done. One merchant's endpoint that never
+  takes its callbacks (or a row a worker cannot send) shows in `overdue` and `oldest_due_s`
+  while the others flow, and does not take the API out of its load balancer. Callbacks parked
+  as dead are counted but do not degrade: a merchant's broken endpoint is theirs.
 """
 
 from __future__ import annotations
@@ -19,12 +23,12 @@ from typing import Any
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import func, select, text
+from sqlalchemy import case, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from watcher.config import Settings
-from watcher.db.models import Callback, ChainCursor
+from watcher.db.models import Callback, CallbackAttempt, ChainCursor
 from watcher.errors import NotFound
 
 log = structlog.get_logger("watcher.health")
@@ -89,26 +93,41 @@ async def _follower(session: AsyncSession, max_lag: int, now: int) -> dict[str, 
 
 
 async def _delivery(session: AsyncSession, now: int) -> dict[str, Any]:
-    due, oldest = (
+    max_wait_ms = DELIVERY_MAX_WAIT_S * 1000
+    next_ms = col(Callback.next_attempt_ms)
+    due, overdue, oldest = (
         await session.execute(
-            select(func.count(), func.min(col(Callback.next_attempt_ms))).where(
-                col(Callback.status) == "pending", col(Callback.next_attempt_ms) <= now
-            )
+            select(
+                func.count(),
+                func.coalesce(func.sum(case((next_ms < now - max_wait_ms, 1), else_=0)), 0),
+                func.min(next_ms),
+            ).where(col(Callback.status) == "pending", next_ms <= now)
         )
     ).one()
     dead = await session.scalar(
         select(func.count()).select_from(Callback).where(col(Callback.status) == "dead")
     )
+    # The newest attempt by id (the primary key's index), not by time: no scan as it grows.
+    last_ms = await session.scalar(
+        select(col(CallbackAttempt.started_ms) + col(CallbackAttempt.duration_ms))
+        .order_by(col(CallbackAttempt.id).desc())
+        .limit(1)
+    )
     oldest_s = max(0, now - oldest) / 1000 if oldest is not None else 0
+    last_s = max(0, now - last_ms) / 1000 if last_ms is not None else None
+    stalled = overdue > 0 and (last_s is None or last_s > DELIVERY_MAX_WAIT_S)
     report: dict[str, Any] = {
-        "ok": oldest_s <= DELIVERY_MAX_WAIT_S,
+        "ok": not stalled,
         "due": due,
+        "overdue": int(overdue),
         "oldest_due_s": oldest_s,
+        "last_attempt_s": last_s,
         "max_wait_s": DELIVERY_MAX_WAIT_S,
         "dead": dead or 0,
     }
-    if not report["ok"]:
-        report["reason"] = f"{due} callbacks due, the oldest for {oldest_s:.0f} s"
+    if stalled:
+        since = "no attempt yet" if last_s is None else f"no attempt for {last_s:.0f} s"
+        report["reason"] = f"{overdue} callbacks overdue, the oldest for {oldest_s:.0f} s; {since}"
     return report
 
 

@@ -73,18 +73,20 @@ class Sender:
         self._allow_private = settings.allow_private_urls
 
     async def send(self, job: Job, started_ms: int) -> Outcome:
-        body, headers = request_parts(job, iso(started_ms))
+        """One attempt; never raises (but for cancellation): whatever goes wrong is a failed
+        attempt, recorded and counted, so a URL that breaks the sender still ends dead."""
         t0 = time.monotonic()
         code: int | None = None
         try:
+            body, headers = request_parts(job, iso(started_ms))
             async with asyncio.timeout(self._timeout_s):
                 code, answer = await self._post(job.url, body, headers)
             error = judge(code, answer)
         except TimeoutError:
             error = f"timed out after {self._timeout_s:g}s"
         except UnsafeCallbackUrl as exc:
-            error = f"refused: {exc}"
-        except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+            error = f"refused: {exc}"[:500]
+        except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:500] if str(exc) else type(exc).__name__
         duration_ms = round((time.monotonic() - t0) * 1000)
         return Outcome(error is None, started_ms, duration_ms, code, error)
