@@ -18,7 +18,7 @@ UNSENDABLE = [
     "http://xn--/hook",
     "http://a..b.example/hook",
     "http://0x7f.1/hook",
-    # Addresses that are not the merchant's server (DESIGN's SSRF list).
+    # Addresses that are not the merchant's server.
     "http://[64:ff9b::7f00:1]/hook",
     "http://[64:ff9b:1::a00:1]/hook",
     "http://[::127.0.0.1]/hook",
