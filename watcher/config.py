@@ -9,10 +9,12 @@ import difflib
 import logging
 import os
 import tomllib
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
+import structlog
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -20,6 +22,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 MAINNET_USDT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
+ENV_PREFIX = "WATCHER_"
+# Read outside the settings model: the config file's path and the master key (watcher.secrets).
+OTHER_ENV = frozenset({"WATCHER_CONFIG", "WATCHER_SECRET_KEY"})
+
+log = structlog.get_logger("watcher.config")
 
 
 class ConfigError(Exception):
@@ -226,10 +233,43 @@ def load_settings(path: str | Path | None = None) -> Settings:
             raise ConfigError(f"config file {p} ({source}) cannot be read: {exc}") from exc
         data.pop("config_path", None)
         data["config_path"] = str(p.resolve())
+    for warning in ignored_environment(os.environ):
+        log.warning("config.env_ignored", message=warning)
     try:
         return Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from exc
+
+
+def ignored_environment(environ: Mapping[str, str]) -> list[str]:
+    """A message for each WATCHER_* variable nothing reads, such as WATCHER_DATABASE_URL
+    (one underscore where the settings take two): otherwise it would be ignored without a
+    word. Values are never repeated: they may be secrets. WATCHER_TEST_* belong to the tests.
+    """
+    sections = {name.upper() for name in Settings.model_fields if name != "config_path"}
+    known = [
+        f"{ENV_PREFIX}{section}__{key.upper()}"
+        for section in sections
+        for key in Settings.model_fields[section.lower()].annotation.model_fields  # type: ignore[union-attr]
+    ]
+    messages = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in OTHER_ENV:
+            continue
+        rest = upper.removeprefix(ENV_PREFIX)
+        section = rest.split("__", 1)[0]
+        if section in sections or rest.startswith("TEST_"):
+            continue  # read by the settings (an unknown key there is an error), or a test's
+        flat = {k.replace("__", "_"): k for k in known}
+        close = (
+            [flat[upper]]
+            if upper in flat
+            else difflib.get_close_matches(upper, known, n=1, cutoff=0.8)
+        )
+        hint = f"did you mean {close[0]}?" if close else "settings are WATCHER_<SECTION>__<KEY>"
+        messages.append(f"{name} is not a setting and is ignored; {hint}")
+    return messages
 
 
 def _describe(exc: ValidationError) -> str:

@@ -107,6 +107,14 @@ async def rotate(session: AsyncSession, box: SecretBox, ref: str, *, secret: boo
     return Credentials(merchant.id, merchant.name, live, test, plain)
 
 
+async def set_disabled(session: AsyncSession, ref: str, disabled: bool) -> Merchant:
+    """Stop (or restart) every API key of a merchant; its payments keep being watched."""
+    merchant = await find_merchant(session, ref)
+    merchant.disabled = disabled
+    await session.flush()
+    return merchant
+
+
 async def authenticate(session: AsyncSession, key: str) -> AuthedKey | None:
     """Look the key up by its SHA-256; the hash lookup is the constant-time part.
 

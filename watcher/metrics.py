@@ -34,10 +34,17 @@ from sqlmodel import col
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from watcher.clock import Clock, now_ms
-from watcher.db.models import Callback, ChainBlock, ChainCursor, Payment, RateQuote
+from watcher.db.models import Callback, ChainCursor, Payment, RateQuote
 from watcher.payments.states import ALL_STATES
 
 CALLBACK_OUTCOMES = ("delivered", "rejected", "error", "dead")
+
+
+def lag_seconds(seen_block_ms: int, now_ms: int) -> float:
+    """Follower lag in seconds, the one meaning used by /metrics, /healthz and `watcher chain
+    status`: now minus the timestamp of the last block seen (0 for a block stamped ahead of
+    this clock). In blocks, lag is the node's head minus the `seen` cursor."""
+    return round(max(0, now_ms - seen_block_ms) / 1000, 1)
 
 
 @dataclass
@@ -61,7 +68,7 @@ class _Ages(Collector):
             yield GaugeMetricFamily(
                 "watcher_follower_lag_seconds",
                 "Seconds between now and the timestamp of the last block seen",
-                value=max(0, now - self._known.seen_block_ms) / 1000,
+                value=lag_seconds(self._known.seen_block_ms, now),
             )
         if self._known.rate_fetched_ms is not None:
             yield GaugeMetricFamily(
@@ -228,11 +235,8 @@ class Metrics:
         self._known.seen = seen.block_number
         if self._known.head is not None:
             self.lag_blocks.set(max(0, self._known.head - seen.block_number))
-        block_ms = await session.scalar(
-            select(col(ChainBlock.timestamp_ms)).where(col(ChainBlock.number) == seen.block_number)
-        )
-        if block_ms is not None:
-            self._known.seen_block_ms = max(block_ms, self._known.seen_block_ms or 0)
+        if seen.block_ms:
+            self._known.seen_block_ms = max(seen.block_ms, self._known.seen_block_ms or 0)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -44,7 +44,7 @@ def test_standalone_devchain_is_driven_over_its_control_api(
 ) -> None:
     proc, info = devchain_process
     url = str(info["url"])
-    assert info["usdt_contract"] == "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
+    assert info["usdtContract"] == "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
     with httpx.Client(base_url=url) as http:
         txid = http.post("/_dev/transfer", json={"to": SHOP, "amount": 10_000_000}).json()["txid"]
         http.post("/_dev/mine", json={"n": 3})

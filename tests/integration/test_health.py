@@ -46,9 +46,18 @@ class Probe:
     metrics: Metrics
     http: httpx.AsyncClient
 
-    async def cursors(self, seen: int, final: int | None, seen_updated_ms: int) -> None:
+    async def cursors(
+        self, seen: int, final: int | None, seen_updated_ms: int, seen_block_ms: int = 0
+    ) -> None:
         async with self.services.sessions() as s, s.begin():
-            s.add(ChainCursor(name="seen", block_number=seen, updated_ms=seen_updated_ms))
+            s.add(
+                ChainCursor(
+                    name="seen",
+                    block_number=seen,
+                    block_ms=seen_block_ms or seen_updated_ms,
+                    updated_ms=seen_updated_ms,
+                )
+            )
             if final is not None:
                 s.add(ChainCursor(name="final", block_number=final, updated_ms=now_ms()))
 
@@ -125,7 +134,11 @@ async def test_ok_while_the_follower_moves_and_callbacks_flow(probe: Probe) -> N
     assert body["status"] == "ok"
     assert body["checks"]["database"] == {"ok": True}
     follower = body["checks"]["follower"]
-    assert (follower["seen"], follower["final"], follower["lag_blocks"]) == (HEAD, HEAD - 19, 19)
+    assert (follower["seen"], follower["final"], follower["finalityGapBlocks"]) == (
+        HEAD,
+        HEAD - 19,
+        19,
+    )
     assert body["checks"]["delivery"]["due"] == 0
 
 
@@ -141,7 +154,8 @@ async def test_degraded_when_finality_lags_past_the_threshold(probe: Probe) -> N
     r = await probe.http.get("/healthz")
     assert r.status_code == 503
     follower = r.json()["checks"]["follower"]
-    assert follower["ok"] is False and follower["lag_blocks"] == MAX_LAG + 1
+    assert follower["ok"] is False and follower["finalityGapBlocks"] == MAX_LAG + 1
+    assert "final is 31 blocks behind seen" in follower["reason"]
 
 
 async def test_degraded_when_the_seen_cursor_stops_moving(probe: Probe) -> None:
@@ -149,7 +163,7 @@ async def test_degraded_when_the_seen_cursor_stops_moving(probe: Probe) -> None:
     r = await probe.http.get("/healthz")
     assert r.status_code == 503
     follower = r.json()["checks"]["follower"]
-    assert follower["seen_age_s"] >= 600
+    assert follower["seenAgeSeconds"] >= 600
     assert "has not moved" in follower["reason"]
 
 
@@ -159,8 +173,8 @@ async def test_degraded_when_due_callbacks_are_not_delivered(probe: Probe) -> No
     r = await probe.http.get("/healthz")
     assert r.status_code == 503
     delivery = r.json()["checks"]["delivery"]
-    assert delivery["due"] == 2 and delivery["oldest_due_s"] >= 600
-    assert delivery["last_attempt_s"] is None and "no attempt" in delivery["reason"]
+    assert delivery["due"] == 2 and delivery["oldestDueSeconds"] >= 600
+    assert delivery["lastAttemptSeconds"] is None and "no attempt" in delivery["reason"]
     assert r.json()["checks"]["follower"]["ok"] is True
 
 
@@ -180,12 +194,29 @@ async def test_one_merchants_stuck_callback_does_not_degrade_while_others_are_de
     assert r.status_code == 200, r.text
     delivery = r.json()["checks"]["delivery"]
     assert delivery["ok"] is True and delivery["due"] == 2 and delivery["overdue"] == 1
-    assert delivery["oldest_due_s"] >= 600 and delivery["last_attempt_s"] < 60
+    assert delivery["oldestDueSeconds"] >= 600 and delivery["lastAttemptSeconds"] < 60
+
+
+async def test_lag_means_the_same_in_healthz_and_metrics(probe: Probe) -> None:
+    """Lag: how far the `seen` cursor is behind the chain; in seconds, now minus the
+    timestamp of the seen block (in blocks, head - seen, where the head is known)."""
+    now = now_ms()
+    await probe.cursors(HEAD, HEAD - 19, now, seen_block_ms=now - 30_000)
+    probe.metrics.follower_position(head=HEAD + 10)
+    follower = (await probe.http.get("/healthz")).json()["checks"]["follower"]
+    assert 30 <= follower["lagSeconds"] < 35
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families((await probe.http.get("/metrics")).text)
+        for s in family.samples
+    }
+    assert 30 <= samples[("watcher_follower_lag_seconds", ())] < 35
+    assert samples[("watcher_follower_lag_blocks", ())] == 10
 
 
 async def test_metrics_scrape_shows_payments_callbacks_follower_and_rate(probe: Probe) -> None:
     now = now_ms()
-    await probe.cursors(HEAD, HEAD - 19, now)
+    await probe.cursors(HEAD, HEAD - 19, now, seen_block_ms=now - 6_000)
     await probe.payments("pending", "pending", "completed", callback_due_ms=now - MINUTE_MS)
     async with probe.services.sessions() as s, s.begin():
         s.add(

@@ -3,13 +3,15 @@
 /healthz answers 200 {"status": "ok", "checks": {...}} or 503 {"status": "degraded", ...}:
 - database: a round trip within a few seconds;
 - follower: from the chain_cursor table, so any process (API-only ones too) can tell. The
-  `seen` cursor must exist, be at most tron.max_lag_blocks ahead of `final`, and have moved
-  within the time those blocks take (3 s each): a stuck follower or a stalled node shows as a
-  cursor that stopped moving. Chain lag is reported, never used to restart anything.
+  `seen` cursor must exist, `final` must be at most tron.max_lag_blocks behind it (finality
+  is advancing), and `seen` must have moved within the time those blocks take (3 s each): a
+  stuck follower or a stalled node shows as a cursor that stopped moving. Lag — how far `seen`
+  is behind the chain, here in seconds (now minus the seen block's timestamp), as in /metrics
+  and `watcher chain status` — is reported, never judged: catching up is not a failure.
 - delivery: judged by the outbox as a whole, never by one row. It degrades when callbacks
   have been due for longer than DELIVERY_MAX_WAIT_S and no attempt at all has been made in
   that time: no worker runs, or none gets anything done. One merchant's endpoint that never
-  takes its callbacks (or a row a worker cannot send) shows in `overdue` and `oldest_due_s`
+  takes its callbacks (or a row a worker cannot send) shows in `overdue` and `oldestDueSeconds`
   while the others flow, and does not take the API out of its load balancer. Callbacks parked
   as dead are counted but do not degrade: a merchant's broken endpoint is theirs.
 """
@@ -30,6 +32,7 @@ from sqlmodel import col
 from watcher.config import Settings
 from watcher.db.models import Callback, CallbackAttempt, ChainCursor
 from watcher.errors import NotFound
+from watcher.metrics import lag_seconds
 
 log = structlog.get_logger("watcher.health")
 
@@ -74,19 +77,20 @@ async def _follower(session: AsyncSession, max_lag: int, now: int) -> dict[str, 
     if seen is None:
         return {"ok": False, "reason": "no chain cursor yet: the scanner has not started"}
     age_s = max(0, now - seen.updated_ms) / 1000
-    lag = seen.block_number - final.block_number if final is not None else None
+    gap = seen.block_number - final.block_number if final is not None else None
     max_age_s = max_lag * BLOCK_INTERVAL_S
     report: dict[str, Any] = {
-        "ok": (lag is None or lag <= max_lag) and age_s <= max_age_s,
+        "ok": (gap is None or gap <= max_lag) and age_s <= max_age_s,
         "seen": seen.block_number,
         "final": final.block_number if final is not None else None,
-        "lag_blocks": lag,
-        "max_lag_blocks": max_lag,
-        "seen_age_s": age_s,
-        "max_seen_age_s": max_age_s,
+        "lagSeconds": lag_seconds(seen.block_ms, now),
+        "finalityGapBlocks": gap,
+        "maxFinalityGapBlocks": max_lag,
+        "seenAgeSeconds": age_s,
+        "maxSeenAgeSeconds": max_age_s,
     }
-    if lag is not None and lag > max_lag:
-        report["reason"] = f"final is {lag} blocks behind seen"
+    if gap is not None and gap > max_lag:
+        report["reason"] = f"final is {gap} blocks behind seen: finality is not advancing"
     elif age_s > max_age_s:
         report["reason"] = f"the seen cursor has not moved for {age_s:.0f} s"
     return report
@@ -120,9 +124,9 @@ async def _delivery(session: AsyncSession, now: int) -> dict[str, Any]:
         "ok": not stalled,
         "due": due,
         "overdue": int(overdue),
-        "oldest_due_s": oldest_s,
-        "last_attempt_s": last_s,
-        "max_wait_s": DELIVERY_MAX_WAIT_S,
+        "oldestDueSeconds": oldest_s,
+        "lastAttemptSeconds": last_s,
+        "maxWaitSeconds": DELIVERY_MAX_WAIT_S,
         "dead": dead or 0,
     }
     if stalled:

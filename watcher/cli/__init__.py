@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from typing import Annotated
 
 import typer
 
 from watcher.cli import admin, callbacks, chain, common, devchain, merchant, payments, rate, serve
+from watcher.cli.shape import ConfigOpt
 from watcher.config import LogSettings
 from watcher.logs import configure_logging
 
@@ -14,18 +16,28 @@ app = typer.Typer(
     name="watcher",
     help="kasa-watcher: USDT-TRC20 deposits and payment API for merchants pricing in TRY.",
     no_args_is_help=True,
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"watcher {version('kasa-watcher')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
-    config: Annotated[
-        str | None,
-        typer.Option("--config", "-c", help="TOML config file (default: $WATCHER_CONFIG)."),
-    ] = None,
+    config: ConfigOpt = None,
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+        ),
+    ] = False,
 ) -> None:
     # Commands log warnings and errors only, to stderr, so `--json` output stays clean; the
     # daemon commands reconfigure logging from [log] once settings are loaded.

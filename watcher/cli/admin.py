@@ -20,14 +20,13 @@ from watcher.cli.common import (
     with_session,
 )
 from watcher.cli.merchant import show_credentials
+from watcher.cli.shape import ConfigOpt, JsonOpt, group
 from watcher.clock import now_ms
 from watcher.config import Settings
 from watcher.db.migrate import current_revision, upgrade
 from watcher.db.models import Merchant
 from watcher.merchants import Credentials, create_merchant
 from watcher.payments.switch import is_disabled, set_disabled
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON only.")]
 
 
 async def migrate(settings: Settings) -> tuple[str | None, str | None]:
@@ -38,8 +37,8 @@ async def migrate(settings: Settings) -> tuple[str | None, str | None]:
 
 
 def register(app: typer.Typer) -> None:
-    db = typer.Typer(no_args_is_help=True, help="Database schema.")
-    system = typer.Typer(no_args_is_help=True, help="The operator switch (SYSTEM_DISABLED).")
+    db = group(help="Database schema.")
+    system = group(help="The operator switch (SYSTEM_DISABLED).")
     app.add_typer(db, name="db")
     app.add_typer(system, name="system")
 
@@ -48,9 +47,10 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         name: Annotated[str, typer.Option(help="Name of the first merchant.")] = "default",
         as_json: JsonOpt = False,
+        config: ConfigOpt = None,
     ) -> None:
         """Create the database and a first merchant; prints its keys and secret once."""
-        settings = state(ctx).settings
+        settings = state(ctx, config).settings
         run(migrate(settings))
 
         async def go(session: AsyncSession) -> Credentials | None:
@@ -71,9 +71,9 @@ def register(app: typer.Typer) -> None:
         show_credentials(creds, as_json, "Database ready. First merchant:")
 
     @db.command("upgrade")
-    def db_upgrade(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    def db_upgrade(ctx: typer.Context, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
         """Apply pending migrations (safe to run twice or from several hosts)."""
-        before, after = run(migrate(state(ctx).settings))
+        before, after = run(migrate(state(ctx, config).settings))
         if as_json:
             print_json({"from": before, "to": after})
         else:
@@ -83,8 +83,10 @@ def register(app: typer.Typer) -> None:
                 else f"database schema: {before or 'empty'} -> {after}"
             )
 
-    def _switch(ctx: typer.Context, disabled: bool | None, as_json: bool) -> None:
-        settings = state(ctx).settings
+    def _switch(
+        ctx: typer.Context, config: str | None, disabled: bool | None, as_json: bool
+    ) -> None:
+        settings = state(ctx, config).settings
 
         async def go(session: AsyncSession) -> bool:
             if disabled is not None:
@@ -102,16 +104,16 @@ def register(app: typer.Typer) -> None:
             )
 
     @system.command("disable")
-    def disable(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    def disable(ctx: typer.Context, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
         """New payments get 503 SYSTEM_DISABLED; open payments keep being watched."""
-        _switch(ctx, True, as_json)
+        _switch(ctx, config, True, as_json)
 
     @system.command("enable")
-    def enable(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    def enable(ctx: typer.Context, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
         """Take new payments again."""
-        _switch(ctx, False, as_json)
+        _switch(ctx, config, False, as_json)
 
     @system.command("status")
-    def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    def status(ctx: typer.Context, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
         """Whether new payments are taken."""
-        _switch(ctx, None, as_json)
+        _switch(ctx, config, None, as_json)

@@ -12,11 +12,11 @@ from sqlmodel import col
 
 from watcher.callbacks import retry as policy
 from watcher.cli.common import fail, out, print_json, run, state, styled, with_session
+from watcher.cli.shape import ConfigOpt, JsonOpt, group
 from watcher.clock import iso, now_ms
 from watcher.db.models import Callback, CallbackAttempt, PaymentEvent
 
-app = typer.Typer(no_args_is_help=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON only.")]
+app = group()
 STATUSES = (policy.PENDING, policy.DELIVERED, policy.DEAD)
 
 
@@ -57,11 +57,12 @@ def list_(
     payment: Annotated[str | None, typer.Option(help="Only this payment (txn_…).")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
     as_json: JsonOpt = False,
+    config: ConfigOpt = None,
 ) -> None:
     """The newest callbacks first."""
     if status is not None and status not in STATUSES:
         fail(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
-    settings = state(ctx).settings
+    settings = state(ctx, config).settings
 
     async def go(session: AsyncSession) -> list[tuple[Callback, str]]:
         q = (
@@ -94,9 +95,11 @@ def list_(
 
 
 @app.command("show")
-def show(ctx: typer.Context, callback_id: int, as_json: JsonOpt = False) -> None:
+def show(
+    ctx: typer.Context, callback_id: int, as_json: JsonOpt = False, config: ConfigOpt = None
+) -> None:
     """One callback with every attempt: when, how long, the HTTP code, the error."""
-    settings = state(ctx).settings
+    settings = state(ctx, config).settings
 
     async def go(session: AsyncSession) -> dict[str, Any] | None:
         found = (
@@ -148,6 +151,7 @@ def retry(
     callback_id: Annotated[int | None, typer.Argument(help="The callback to send again.")] = None,
     all_dead: Annotated[bool, typer.Option("--all-dead", help="Every dead callback.")] = False,
     as_json: JsonOpt = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Send a callback again now.
 
@@ -155,7 +159,7 @@ def retry(
     """
     if (callback_id is None) == (not all_dead):
         fail("give a callback id or --all-dead (not both)")
-    settings = state(ctx).settings
+    settings = state(ctx, config).settings
 
     async def go(session: AsyncSession) -> list[int]:
         now = now_ms()

@@ -11,10 +11,12 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
-from watcher.cli.common import database, fail, out, print_json, run, state, styled
+from watcher.cli.common import database, fail, out, print_json, run, state, styled, yes_no
+from watcher.cli.shape import ConfigOpt, JsonOpt, group
 from watcher.clock import iso, now_ms
 from watcher.config import Settings
 from watcher.db.models import Payment, Transfer
+from watcher.metrics import lag_seconds
 from watcher.money import canonical, from_micro
 from watcher.payments.states import OPEN_STATES
 from watcher.tron import cursors
@@ -22,17 +24,16 @@ from watcher.tron.client import Heads, NodeError, TronClient
 from watcher.tron.follower import late_window_ms
 from watcher.tron.verify import Verification, Verifier
 
-app = typer.Typer(no_args_is_help=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON only.")]
+app = group()
 
 
 @app.command("status")
-def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+def status(ctx: typer.Context, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Node head, the seen and final cursors, lag, watched addresses, endpoint health.
 
     Exits 1 when no endpoint answers.
     """
-    settings = state(ctx).settings
+    settings = state(ctx, config).settings
     report = run(_status(settings))
     if as_json:
         print_json(report)
@@ -47,6 +48,7 @@ def verify(
     ctx: typer.Context,
     txid: Annotated[str, typer.Argument(help="The transaction id (64 hex digits).")],
     as_json: JsonOpt = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Fetch one transaction from the node: does it count, and for which payment?
 
@@ -55,7 +57,7 @@ def verify(
     clean = txid.strip().lower().removeprefix("0x")
     if len(clean) != 64 or any(c not in "0123456789abcdef" for c in clean):
         fail("a TRON transaction id is 64 hex digits")
-    settings = state(ctx).settings
+    settings = state(ctx, config).settings
     try:
         result = run(_verify(settings, clean))
     except NodeError as exc:
@@ -93,7 +95,6 @@ async def _status(settings: Settings) -> dict[str, Any]:
     seen, final = stored["seen"], stored["final"]
     head = heads.head if heads else None
     lag_blocks = head.number - seen["block"] if head and seen else None
-    lag_ms = (head.timestamp_ms if head else now) - seen["blockMs"] if seen else None
     return {
         "head": head.number if head else None,
         "headAt": iso(head.timestamp_ms) if head else None,
@@ -102,7 +103,7 @@ async def _status(settings: Settings) -> dict[str, Any]:
         "seen": seen,
         "final": final,
         "lagBlocks": lag_blocks,
-        "lagSeconds": round(max(lag_ms, 0) / 1000, 1) if lag_ms is not None else None,
+        "lagSeconds": lag_seconds(seen["blockMs"], now) if seen else None,
         "watchedAddresses": stored["watched"],
         "unmatchedTransfers": stored["unmatched"],
         "endpoints": endpoints,
@@ -169,9 +170,9 @@ def _print_status(r: dict[str, Any]) -> None:
     for e in r["endpoints"]:
         table.add_row(
             e["url"],
-            "yes" if e["ok"] else "NO",
+            yes_no(e["ok"]),
             str(e["head"] or "-"),
-            str(e["latency_ms"]),
+            str(e["latencyMs"]),
             e["error"] or "",
         )
     out.print(table)

@@ -53,9 +53,14 @@ class State:
         return self._settings
 
 
-def state(ctx: typer.Context) -> State:
+def state(ctx: typer.Context, config: str | None = None) -> State:
+    """The shared state; `config` is a `--config` given after the subcommand."""
     obj = ctx.find_root().obj
     assert isinstance(obj, State)
+    if config is not None:
+        if obj.config_path is not None and obj.config_path != config:
+            fail(f"--config given twice ({obj.config_path} and {config}); give it once", 2)
+        obj.config_path = config
     return obj
 
 
@@ -119,6 +124,17 @@ async def with_session(settings: Settings, fn: Callable[[AsyncSession], Awaitabl
     """Run `fn` in one committed transaction."""
     async with database(settings) as (_, sessions), sessions() as s, s.begin():
         return await fn(s)
+
+
+def yes_no(value: bool) -> str:
+    """Booleans as people read them in tables and listings."""
+    return "yes" if value else "no"
+
+
+def camel(key: str) -> str:
+    """`test_api_key` -> `testApiKey`: the HTTP API's naming, used in every JSON output."""
+    head, *rest = key.split("_")
+    return head + "".join(part.capitalize() for part in rest)
 
 
 def print_json(data: Any) -> None:

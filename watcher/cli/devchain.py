@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from watcher.cli.common import fail, out, print_json, run, state, styled
+from watcher.cli.shape import ConfigOpt, JsonOpt
 from watcher.config import MAINNET_USDT
 from watcher.devchain.binance import FakeBinance
 from watcher.devchain.chain import DevChain
@@ -37,7 +38,8 @@ def devchain(
     api_key: Annotated[
         str | None, typer.Option(help="Require this TRON-PRO-API-KEY header.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
 ) -> None:
     """The local TRON node simulator (java-tron HTTP API) and a Binance USDTTRY ticker.
 
@@ -47,7 +49,7 @@ def devchain(
 
     Also POST /_dev/mine, /_dev/fork, /_dev/fault and GET /_dev/state.
     """
-    configure_logging(state(ctx).settings.log)
+    configure_logging(state(ctx, config).settings.log)
     try:
         price = Decimal(usdt_price)
     except InvalidOperation:
@@ -95,11 +97,11 @@ def _announce(server: DevChainServer, as_json: bool) -> None:
     chain = server.chain
     info = {
         "url": server.url,
-        "binance_url": server.url,
-        "usdt_contract": chain.usdt_contract,
+        "binanceUrl": server.url,
+        "usdtContract": chain.usdt_contract,
         "head": chain.head_number,
-        "solidify_lag": chain.solidify_lag,
-        "block_time_ms": server.block_time_ms,
+        "solidifyLag": chain.solidify_lag,
+        "blockTimeMs": server.block_time_ms,
     }
     if as_json:
         print_json(info)

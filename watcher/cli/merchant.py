@@ -1,4 +1,4 @@
-"""`watcher merchant add|list|rotate-key`."""
+"""`watcher merchant add|list|rotate-key|disable|enable`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from watcher.cli.common import (
+    camel,
     fail,
     out,
     print_json,
@@ -20,19 +21,29 @@ from watcher.cli.common import (
     state,
     styled,
     with_session,
+    yes_no,
 )
+from watcher.cli.shape import ConfigOpt, JsonOpt, group
 from watcher.clock import iso
 from watcher.db.models import ApiKey, Merchant, Payment
-from watcher.merchants import Credentials, MerchantExists, MerchantNotFound, create_merchant, rotate
+from watcher.merchants import (
+    Credentials,
+    MerchantExists,
+    MerchantNotFound,
+    create_merchant,
+    rotate,
+    set_disabled,
+)
 
-app = typer.Typer(no_args_is_help=True)
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON only.")]
+app = group()
 
 
 def show_credentials(creds: Credentials, as_json: bool, title: str) -> None:
     if as_json:
-        print_json(creds.as_dict())
+        # The snake_case keys stay for the scripts written against them; camelCase twins
+        # match every other JSON output.
+        plain = creds.as_dict()
+        print_json(plain | {camel(k): v for k, v in plain.items() if "_" in k})
         return
     out.print(styled((title, "bold green"), f" {creds.name} (id {creds.id})"))
     out.print(f"  live API key:   {creds.api_key}")
@@ -43,9 +54,9 @@ def show_credentials(creds: Credentials, as_json: bool, title: str) -> None:
 
 
 @app.command("add")
-def add(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> None:
+def add(ctx: typer.Context, name: str, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Create a merchant; prints its API keys and webhook secret once."""
-    settings = state(ctx).settings
+    settings = state(ctx, config).settings
     require_database_file(settings)  # before the key file is made beside it
 
     async def go(session: AsyncSession) -> Credentials:
@@ -59,9 +70,9 @@ def add(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> None:
 
 
 @app.command("list")
-def list_(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+def list_(ctx: typer.Context, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """List merchants with their active keys and payment counts."""
-    settings = state(ctx).settings
+    settings = state(ctx, config).settings
 
     async def go(session: AsyncSession) -> list[dict[str, object]]:
         keys = (
@@ -85,9 +96,9 @@ def list_(ctx: typer.Context, as_json: JsonOpt = False) -> None:
             {
                 "id": m.id,
                 "name": m.name,
-                "created": iso(m.created_ms),
+                "createdAt": iso(m.created_ms),
                 "disabled": m.disabled,
-                "active_keys": k or 0,
+                "activeKeys": k or 0,
                 "payments": p or 0,
             }
             for m, k, p in rows
@@ -100,7 +111,12 @@ def list_(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     table = Table("id", "name", "created", "active keys", "payments", "disabled")
     for r in rows:
         table.add_row(
-            *(str(r[k]) for k in ("id", "name", "created", "active_keys", "payments", "disabled"))
+            str(r["id"]),
+            str(r["name"]),
+            str(r["createdAt"]),
+            str(r["activeKeys"]),
+            str(r["payments"]),
+            yes_no(bool(r["disabled"])),
         )
     out.print(table)
 
@@ -113,9 +129,10 @@ def rotate_key(
         bool, typer.Option("--secret", help="Also issue a new webhook secret.")
     ] = False,
     as_json: JsonOpt = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Revoke the merchant's API keys and issue new ones (shown once)."""
-    settings = state(ctx).settings
+    settings = state(ctx, config).settings
     require_database_file(settings)  # before the key file is made beside it
 
     async def go(session: AsyncSession) -> Credentials:
@@ -126,3 +143,41 @@ def rotate_key(
     except MerchantNotFound as exc:
         fail(str(exc))
     show_credentials(creds, as_json, "New keys for")
+
+
+def _set_disabled(
+    ctx: typer.Context, config: str | None, ref: str, disabled: bool, as_json: bool
+) -> None:
+    settings = state(ctx, config).settings
+
+    async def go(session: AsyncSession) -> Merchant:
+        return await set_disabled(session, ref, disabled)
+
+    try:
+        merchant = run(with_session(settings, go))
+    except MerchantNotFound as exc:
+        fail(str(exc))
+    if as_json:
+        print_json({"id": merchant.id, "name": merchant.name, "disabled": merchant.disabled})
+        return
+    state_text = "disabled: its API keys get 401" if disabled else "enabled"
+    out.print(f"merchant {merchant.name} (id {merchant.id}) is {state_text}", highlight=False)
+
+
+MerchantArg = Annotated[str, typer.Argument(help="Merchant name or id.")]
+
+
+@app.command("disable")
+def disable(
+    ctx: typer.Context, merchant: MerchantArg, as_json: JsonOpt = False, config: ConfigOpt = None
+) -> None:
+    """Stop the merchant's API keys (401); its open payments are still watched and reported."""
+    _set_disabled(ctx, config, merchant, True, as_json)
+
+
+@app.command("enable")
+def enable(
+    ctx: typer.Context, merchant: MerchantArg, as_json: JsonOpt = False, config: ConfigOpt = None
+) -> None:
+    """Let the merchant's API keys in again."""
+    _set_disabled(ctx, config, merchant, False, as_json)

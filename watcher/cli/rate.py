@@ -8,14 +8,14 @@ from typing import Annotated, Any
 import typer
 
 from watcher.cli.common import database, fail, out, print_json, run, state, styled
+from watcher.cli.shape import ConfigOpt, JsonOpt, group
 from watcher.clock import iso, now_ms
 from watcher.config import Settings
 from watcher.money import canonical, json_number
 from watcher.rates.base import Quote
 from watcher.rates.binance import BinanceRateSource, UpstreamError
 
-app = typer.Typer(no_args_is_help=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON only.")]
+app = group()
 
 
 @app.command("show")
@@ -25,12 +25,13 @@ def show(
         bool, typer.Option("--offline", help="Only show the last stored rate; do not ask Binance.")
     ] = False,
     as_json: JsonOpt = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Ask the configured source for the current rate (and store it); show the last stored one.
 
     Exits 1 when no current rate can be had (the API would answer PROVIDER_ERROR).
     """
-    settings = state(ctx).settings
+    settings = state(ctx, config).settings
     report = run(_report(settings, fetch=not offline))
     if as_json:
         print_json(report)

@@ -7,6 +7,7 @@ import asyncio
 import typer
 
 from watcher.cli.common import fail, state
+from watcher.cli.shape import ConfigOpt
 from watcher.config import ConfigError
 from watcher.daemon import Daemon, DaemonError
 from watcher.demo import run_demo
@@ -17,8 +18,8 @@ from watcher.secrets import SecretKeyError
 from watcher.tron.client import NodeError
 
 
-def _serve(ctx: typer.Context, parts: frozenset[str]) -> None:
-    settings = state(ctx).settings
+def _serve(ctx: typer.Context, config: str | None, parts: frozenset[str]) -> None:
+    settings = state(ctx, config).settings
     configure_logging(settings.log)
     try:
         code = asyncio.run(Daemon(settings, parts).run())
@@ -37,24 +38,24 @@ def _serve(ctx: typer.Context, parts: frozenset[str]) -> None:
 
 def register(app: typer.Typer) -> None:
     @app.command("run")
-    def run_all(ctx: typer.Context) -> None:
+    def run_all(ctx: typer.Context, config: ConfigOpt = None) -> None:
         """API, chain follower, expiry and callback delivery in one process."""
-        _serve(ctx, frozenset({"api", "scan", "deliver"}))
+        _serve(ctx, config, frozenset({"api", "scan", "deliver"}))
 
     @app.command("api")
-    def api(ctx: typer.Context) -> None:
+    def api(ctx: typer.Context, config: ConfigOpt = None) -> None:
         """Only the HTTP API (run several behind a load balancer on PostgreSQL)."""
-        _serve(ctx, frozenset({"api"}))
+        _serve(ctx, config, frozenset({"api"}))
 
     @app.command("scan")
-    def scan(ctx: typer.Context) -> None:
+    def scan(ctx: typer.Context, config: ConfigOpt = None) -> None:
         """Only the chain follower and expiry; on PostgreSQL one is active, others stand by."""
-        _serve(ctx, frozenset({"scan"}))
+        _serve(ctx, config, frozenset({"scan"}))
 
     @app.command("deliver")
-    def deliver(ctx: typer.Context) -> None:
+    def deliver(ctx: typer.Context, config: ConfigOpt = None) -> None:
         """Only callback delivery (run several on PostgreSQL)."""
-        _serve(ctx, frozenset({"deliver"}))
+        _serve(ctx, config, frozenset({"deliver"}))
 
     @app.command("demo")
     def demo() -> None:

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from watcher.cli.common import out, print_json, run, state, with_session
+from watcher.cli.shape import ConfigOpt, JsonOpt
 from watcher.clock import iso
 from watcher.db.models import Transfer
 from watcher.money import canonical, from_micro
@@ -26,10 +27,11 @@ def unmatched(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 100,
     address: Annotated[str | None, typer.Option(help="Only transfers to this address.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Transfers to our addresses that belong to no payment, newest first."""
-    settings = state(ctx).settings
+    settings = state(ctx, config).settings
 
     async def go(session: AsyncSession) -> list[Transfer]:
         q = (

@@ -379,7 +379,7 @@ class TronClient:
             "url": endpoint.name,
             "ok": error is None,
             "head": head,
-            "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+            "latencyMs": round((time.perf_counter() - started) * 1000, 1),
             "error": error,
         }
 
