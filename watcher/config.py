@@ -112,6 +112,15 @@ class RatesSettings(_Section):
     max_age_s: float = Field(300, ge=0)
     quote_ttl_min: float = Field(30, gt=0)
     timeout_s: float = Field(5, gt=0)
+    # TRY per USDT the source may answer; outside it the answer is an error, never a price.
+    min_rate: Decimal = Field(Decimal(1), gt=0)
+    max_rate: Decimal = Field(Decimal(1000), gt=0)
+
+    @model_validator(mode="after")
+    def _band(self) -> RatesSettings:
+        if self.min_rate > self.max_rate:
+            raise ValueError("min_rate is above max_rate")
+        return self
 
 
 class LimitsSettings(_Section):

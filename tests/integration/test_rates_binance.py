@@ -204,3 +204,26 @@ async def test_during_an_outage_binance_is_asked_again_only_after_cache_s(
     fake.mode, fake.price = "ok", Decimal("36")
     clock.advance(1)
     assert (await rates.quote()).price == Decimal("36")
+
+
+async def test_an_implausible_rate_is_an_outage_never_a_price(
+    binance: tuple[FakeBinance, str], sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    fake, url = binance
+    clock = FakeClock()
+    rates = source(url, sessions, clock, cache_s=0, max_age_s=60, min_rate=20, max_rate=60)
+    await rates.quote()
+    fake.price = Decimal("0.0035")  # a ticker misread by a factor of 10 000
+    clock.advance(30)
+    assert (await rates.quote()).price == Decimal("35.5")  # the last sane rate bridges it
+    clock.advance(31)
+    with pytest.raises(ProviderError, match=r"outside the sane band 20\.\.60"):
+        await rates.quote()
+    assert [q.price for q in await stored(sessions)] == ["35.5"]
+    fake.price = Decimal("60")
+    assert (await rates.quote()).price == Decimal("60")
+
+
+def test_the_band_must_be_a_band() -> None:
+    with pytest.raises(ValueError, match="min_rate is above max_rate"):
+        RatesSettings.model_validate({"min_rate": 50, "max_rate": 40})

@@ -17,6 +17,7 @@ from watcher.config import Settings
 from watcher.db.models import ChainCursor, Payment
 from watcher.errors import (
     DuplicateRef,
+    InvalidAmount,
     InvalidRequest,
     InvalidState,
     LimitExceeded,
@@ -35,6 +36,9 @@ from watcher.secrets import new_id
 from watcher.wallets.base import AddressAllocator
 
 log = structlog.get_logger("watcher.payments")
+
+# The smallest USDT amount a payment may ask for: below a cent the amount rounds to nothing.
+MIN_USDT = Decimal("0.01")
 
 
 @dataclass(frozen=True)
@@ -65,10 +69,11 @@ class PaymentService:
         if req.provider != "crypto":
             raise InvalidRequest(f"provider {req.provider!r} is not enabled on this server")
         quote = await self._rates.quote()  # network I/O stays outside the transaction
+        usdt = self._usdt_due(req, quote)
         try:
             async with self._sessions() as session, session.begin():
                 await ensure_enabled(session)
-                payment = await self._insert(session, key, req, quote)
+                payment = await self._insert(session, key, req, quote, usdt)
         except (IntegrityError, LimitExceeded):
             # A concurrent request with the same ref won the insert: answer with its payment.
             # Its payment may also be what now fills the customer's limit, so a limit refusal
@@ -98,15 +103,28 @@ class PaymentService:
             )
         return payment
 
+    def _usdt_due(self, req: CreateRequest, quote: Quote) -> Decimal:
+        usdt = usdt_for_try(req.amount, quote.price, self._settings.rates.spread_percent)
+        if usdt < MIN_USDT:
+            raise InvalidAmount(
+                f"amount is below {canonical(MIN_USDT)} USDT at the current rate "
+                f"({canonical(quote.price)} TRY per USDT)"
+            )
+        return usdt
+
     async def _insert(
-        self, session: AsyncSession, key: AuthedKey, req: CreateRequest, quote: Quote
+        self,
+        session: AsyncSession,
+        key: AuthedKey,
+        req: CreateRequest,
+        quote: Quote,
+        usdt: Decimal,
     ) -> Payment:
         now = self._clock()
         await limits.check(session, self._settings.limits, req, now)
         head = await _seen_head(session)
         ttl_ms = int(Decimal(str(self._settings.rates.quote_ttl_min)) * 60_000)
         expires = now + ttl_ms
-        usdt = usdt_for_try(req.amount, quote.price, self._settings.rates.spread_percent)
         payment = Payment(
             id=new_id("txn_"),
             merchant_id=key.merchant_id,

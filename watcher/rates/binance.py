@@ -4,6 +4,9 @@
 - Single-flight: callers arriving while a fetch is in flight wait for that fetch, so a burst
   of 50 concurrent creates makes one upstream call (even with `cache_s = 0`).
 - Every fetched rate is stored in `rate_quote` (for `watcher rate show` and audits).
+- A price outside `rates.min_rate`..`rates.max_rate` (TRY per USDT) is Binance failing: a
+  broken or absurd ticker must never lock a payment at 0 USDT or at a fortune, so it is not
+  stored and not used.
 - When Binance fails, the last rate (in memory, else the last stored one) is used while it is
   at most `rates.max_age_s` old, without asking Binance again for `cache_s`; otherwise
   ProviderError (502 PROVIDER_ERROR).
@@ -62,6 +65,10 @@ class UpstreamError(Exception):
     """Binance did not give a usable price."""
 
 
+class InsaneRate(ValueError):
+    """Binance answered a price outside the configured band."""
+
+
 class BinanceRateSource:
     """The RateSource for `rates.*` settings; see the module docstring."""
 
@@ -74,6 +81,7 @@ class BinanceRateSource:
         timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         self._symbol = settings.symbol.upper()
+        self._band = (settings.min_rate, settings.max_rate)
         self._api_url = settings.binance_base_url.rstrip("/") + "/api"
         self._cache_ms = int(settings.cache_s * 1000)
         self._max_age_ms = int(settings.max_age_s * 1000)
@@ -138,7 +146,12 @@ class BinanceRateSource:
     async def _fallback(self, exc: UpstreamError) -> Quote:
         last = self._last or await self.last_stored()
         now = self._clock()
-        if last is not None and self._max_age_ms > 0 and now - last.fetched_ms <= self._max_age_ms:
+        if (
+            last is not None
+            and self._max_age_ms > 0
+            and now - last.fetched_ms <= self._max_age_ms
+            and self._sane(last.price)
+        ):
             log.warning(
                 "rate_stale_used",
                 symbol=self._symbol,
@@ -169,7 +182,17 @@ class BinanceRateSource:
         price = Decimal(str(answer["price"]))
         if not price.is_finite() or price <= 0:
             raise ValueError(f"price {answer['price']!r} is not a positive number")
+        if not self._sane(price):
+            raise InsaneRate(
+                f"rate {canonical(price)} TRY per USDT is outside the sane band "
+                f"{canonical(self._band[0])}..{canonical(self._band[1])} (rates.min_rate, "
+                "rates.max_rate)"
+            )
         return price
+
+    def _sane(self, price: Decimal) -> bool:
+        low, high = self._band
+        return low <= price <= high
 
     async def _store(self, quote: Quote) -> None:
         async with transaction(self._sessions) as session:
@@ -190,4 +213,6 @@ def _describe(exc: BaseException) -> str:
         return "Binance did not answer in time"
     if isinstance(exc, aiohttp.ClientConnectionError | OSError):
         return "Binance is unreachable"
+    if isinstance(exc, InsaneRate):
+        return f"Binance answered an implausible rate: {exc}"
     return "Binance answered malformed data"
