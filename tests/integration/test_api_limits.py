@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.conftest import ApiHarness
+from watcher.merchants import create_merchant
 
 
 @pytest.fixture
@@ -25,11 +26,32 @@ async def test_customer_limits_by_email_phone_and_user_id(api: ApiHarness) -> No
     assert by_count.status_code == 403
     assert by_count.json()["error"]["code"] == "LIMIT_EXCEEDED"
     by_sum = await api.create(externalRef="L4", phone="+905551234567", amount=15001)
-    assert by_sum.status_code == 403 and "25000" in by_sum.json()["error"]["message"]
+    assert by_sum.status_code == 403 and "daily" in by_sum.json()["error"]["message"]
     other = await api.create(
         externalRef="L5", email="b@example.com", amount=100, metadata={"userId": 7}
     )
     assert other.status_code == 200
+
+
+async def test_customer_limits_count_within_one_merchant_and_one_mode(api: ApiHarness) -> None:
+    # The same customer at another shop, or in this shop's test mode, is another story: one
+    # merchant's sandbox runs must not use up a real customer's limit, and a 403 here must
+    # not tell this merchant what the customer spent elsewhere.
+    async with api.services.sessions() as s, s.begin():
+        other = await create_merchant(s, api.services.box, "other shop")
+    email = {"email": "c@example.com"}
+    for ref in ("A-1", "A-2"):
+        assert (await api.create(externalRef=ref, amount=10000, **email)).status_code == 200
+    test_mode = await api.create(api.merchant.test_api_key, externalRef="T-1", **email)
+    assert test_mode.status_code == 200, test_mode.text
+    elsewhere = await api.create(other.api_key, externalRef="B-1", amount=20000, **email)
+    assert elsewhere.status_code == 200, elsewhere.text
+    over_sum = await api.create(other.api_key, externalRef="B-2", amount=5001, **email)
+    over_count = await api.create(externalRef="A-3", amount=100, **email)
+    for refused in (over_sum, over_count):
+        assert refused.status_code == 403, refused.text
+        message = refused.json()["error"]["message"]
+        assert "email" in message and not any(ch.isdigit() for ch in message), message
 
 
 async def test_rate_limit_per_key_answers_429_with_retry_after(api: ApiHarness) -> None:

@@ -1,6 +1,7 @@
 """Per-customer limits (docs/merchant-api.md#errors): tracked by email, phone and
-metadata.userId; the strictest applies; sums in TRY over UTC days and months; 0 turns a limit
-off.
+metadata.userId within one merchant and one mode (live or test); the strictest applies; sums
+in TRY over UTC days and months; 0 turns a limit off. A refusal names the period and the
+identifier, never an amount: what a customer spent is not the merchant's to learn from a 403.
 
 Counted: payments that are not cancelled, failed or expired unpaid — money the customer has
 committed to, not abandoned checkouts. Checked inside the create transaction; on PostgreSQL an
@@ -20,7 +21,7 @@ from sqlmodel import col
 from watcher.config import LimitsSettings
 from watcher.db.models import Payment
 from watcher.errors import LimitExceeded
-from watcher.money import canonical, from_kurus, to_kurus
+from watcher.money import to_kurus
 from watcher.payments.request import CreateRequest
 
 _NOT_COUNTED = ("cancelled", "failed")
@@ -54,14 +55,21 @@ def _active(limits: LimitsSettings) -> bool:
 
 
 async def check(
-    session: AsyncSession, limits: LimitsSettings, req: CreateRequest, now: int
+    session: AsyncSession,
+    limits: LimitsSettings,
+    req: CreateRequest,
+    now: int,
+    *,
+    merchant_id: int,
+    sandbox: bool,
 ) -> None:
     if not _active(limits):
         return
     ids = _identifiers(req)
+    scope = f"{merchant_id}:{'test' if sandbox else 'live'}"
     if session.get_bind().dialect.name == "postgresql":
         for name, _, value in sorted(ids, key=lambda t: t[0]):
-            digest = hashlib.sha256(f"{name}:{value}".encode()).digest()
+            digest = hashlib.sha256(f"{scope}:{name}:{value}".encode()).digest()
             lock_key = int.from_bytes(digest[:8], "big", signed=True)
             await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key})
     windows = (
@@ -77,6 +85,8 @@ async def check(
                     select(
                         func.count(), func.coalesce(func.sum(col(Payment.amount_kurus)), 0)
                     ).where(
+                        col(Payment.merchant_id) == merchant_id,
+                        col(Payment.sandbox) == sandbox,
                         column == value,  # type: ignore[arg-type]
                         col(Payment.created_ms) >= since,
                         col(Payment.status).not_in(_NOT_COUNTED),
@@ -85,12 +95,6 @@ async def check(
                 )
             ).one()
             if max_count and count + 1 > max_count:
-                raise LimitExceeded(
-                    f"{period} payment count limit ({max_count}) reached for this {name}"
-                )
+                raise LimitExceeded(f"the {period} number of payments for this {name} is reached")
             if max_sum and int(total) + to_kurus(req.amount) > to_kurus(max_sum):
-                left = max(0, to_kurus(max_sum) - int(total))
-                raise LimitExceeded(
-                    f"{period} limit of {canonical(max_sum)} TRY for this {name} would be exceeded "
-                    f"({canonical(from_kurus(left))} TRY left)"
-                )
+                raise LimitExceeded(f"the {period} payment total for this {name} would be exceeded")

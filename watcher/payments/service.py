@@ -121,7 +121,14 @@ class PaymentService:
         usdt: Decimal,
     ) -> Payment:
         now = self._clock()
-        await limits.check(session, self._settings.limits, req, now)
+        await limits.check(
+            session,
+            self._settings.limits,
+            req,
+            now,
+            merchant_id=key.merchant_id,
+            sandbox=key.sandbox,
+        )
         head = await _seen_head(session)
         ttl_ms = int(Decimal(str(self._settings.rates.quote_ttl_min)) * 60_000)
         expires = now + ttl_ms
