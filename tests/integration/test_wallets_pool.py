@@ -142,3 +142,18 @@ def test_bad_pool_addresses_are_refused_at_start(addresses: list[str], message: 
     settings = Settings.model_validate({"wallet": {"mode": "pool", "addresses": addresses}})
     with pytest.raises(ConfigError, match=rf"wallet\.addresses.*{message}"):
         build_allocator(settings)
+
+
+@sqlite_only
+@pytest.mark.usefixtures("merchant")
+async def test_with_a_tolerance_no_two_held_amounts_are_within_twice_of_it(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    # A transfer pays the payment within tolerance_micro of it: overlapping windows would
+    # leave every payer of either amount unmatched.
+    pool = PoolAllocator([A], FakeClock(), tolerance_micro=50)
+    amounts = [(await create(sessions, pool, n)).amount_micro for n in range(3)]
+    assert amounts == [USDT_281_69, USDT_281_69 + 101, USDT_281_69 + 202]
+    assert all(a - USDT_281_69 <= 9_999 - 100 for a in amounts)  # below the next cent's
+    with pytest.raises(ConfigError, match="tolerance_micro"):
+        PoolAllocator([A], FakeClock(), tolerance_micro=5_000)

@@ -346,6 +346,7 @@ class Follower:
             block_ms=header.timestamp_ms,
             late_window_ms=self._late_window_ms,
             pool=self._pool,
+            tolerance_micro=self._tolerance,
         )
         ours = []
         for t in found:

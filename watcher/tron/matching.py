@@ -14,9 +14,16 @@ The database is the one place that is always current; one indexed query per bloc
 Rules, for a transfer of `amount` to `address` in block `number` at `block_ms`:
 - candidates: payments on the address created before the block (created_block < number)
   that are open, or whose deadline plus the late window has not passed at block time;
-- one candidate: it is that payment's, whatever the amount (partial / over / late rules
-  apply later, in payments.settle);
-- several (a shared pool address): the one whose amount matches exactly, if exactly one does;
+- a pool address (`wallet.mode = "pool"`): addresses are shared over time, so only the
+  amount tells whose a transfer is. The payment asking for exactly that amount, if exactly
+  one does; else the one within `tron.tolerance_micro` of it, if exactly one is. Anything
+  else (a partial payment, a stray or very late transfer) is kept as unmatched, whatever
+  the number of payments on the address: crediting it to the one payment that happens to
+  hold the address now could pay an unrelated order. `watcher payments assign` credits it
+  by hand;
+- any other address (hd mode: a fresh address per payment): one candidate gets it, whatever
+  the amount (partial / over / late rules apply later, in payments.settle); several, the one
+  whose amount matches exactly, if exactly one does;
 - otherwise, if the address is known (a pool address, or one any payment ever had), the
   transfer is kept as unmatched for `watcher payments unmatched`; never dropped;
 - an address nobody here ever used is not ours: ignored.
@@ -73,6 +80,9 @@ SOLE = "sole payment on the address"
 EXACT = "exact amount among several payments on the address"
 AMBIGUOUS = "several payments on the address and no single exact amount"
 NO_PAYMENT = "no payment open or in its late window on the address"
+POOL_EXACT = "exact amount on a pool address"
+POOL_NEAR = "amount within tron.tolerance_micro on a pool address"
+POOL_NONE = "no single payment of this amount on a pool address"
 
 
 def eligible(c: Candidate, number: int, block_ms: int, late_window_ms: int) -> bool:
@@ -92,7 +102,11 @@ class AddressBook:
         number: int,
         block_ms: int,
         late_window_ms: int,
+        pool: Collection[str] = (),
+        tolerance_micro: int = 0,
     ):
+        self._pool = frozenset(pool)
+        self._tolerance = tolerance_micro
         self._by_address: dict[str, list[Candidate]] = defaultdict(list)
         self._by_amount: dict[tuple[str, int], list[Candidate]] = defaultdict(list)
         for c in candidates:
@@ -106,12 +120,24 @@ class AddressBook:
         held = self._by_address.get(address)
         if not held:
             return Match(None, NO_PAYMENT) if address in self._known else None
+        if address in self._pool:
+            return self._by_amount_only(address, amount, held)
         if len(held) == 1:
             return Match(held[0].payment_id, SOLE, held[0])
         exact = self._by_amount.get((address, amount), ())
         if len(exact) == 1:
             return Match(exact[0].payment_id, EXACT, exact[0])
         return Match(None, AMBIGUOUS)
+
+    def _by_amount_only(self, address: str, amount: int, held: list[Candidate]) -> Match:
+        exact = self._by_amount.get((address, amount), ())
+        if len(exact) == 1:
+            return Match(exact[0].payment_id, POOL_EXACT, exact[0])
+        if not exact and self._tolerance:
+            near = [c for c in held if abs(c.amount_micro - amount) <= self._tolerance]
+            if len(near) == 1:
+                return Match(near[0].payment_id, POOL_NEAR, near[0])
+        return Match(None, POOL_NONE)
 
 
 async def load_book(
@@ -122,6 +148,7 @@ async def load_book(
     block_ms: int,
     late_window_ms: int,
     pool: Collection[str] = (),
+    tolerance_micro: int = 0,
 ) -> AddressBook:
     """The payments on `addresses` (base58) that block `number` could pay, in one query.
 
@@ -154,5 +181,11 @@ async def load_book(
     ]
     known = {*pool, *(c.address for c in candidates)}
     return AddressBook(
-        candidates, known, number=number, block_ms=block_ms, late_window_ms=late_window_ms
+        candidates,
+        known,
+        number=number,
+        block_ms=block_ms,
+        late_window_ms=late_window_ms,
+        pool=pool,
+        tolerance_micro=tolerance_micro,
     )

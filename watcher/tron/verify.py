@@ -225,6 +225,7 @@ class Verifier:
                 block_ms=block_ms,
                 late_window_ms=late_window_ms(self._settings),
                 pool=pool_addresses(self._settings),
+                tolerance_micro=self._settings.tron.tolerance_micro,
             )
             out, touched = [], set()
             for c in usdt:

@@ -14,4 +14,6 @@ def build_allocator(settings: Settings, clock: Clock = now_ms) -> AddressAllocat
     """The allocator for `wallet.mode`; raises ConfigError naming the bad wallet.* key."""
     if settings.wallet.mode == "hd":
         return HdAllocator(settings.wallet.xpub)
-    return PoolAllocator(settings.wallet.addresses, clock)
+    return PoolAllocator(
+        settings.wallet.addresses, clock, tolerance_micro=settings.tron.tolerance_micro
+    )

@@ -2,7 +2,10 @@
 
 Open payments on one address ask for distinct USDT amounts: the requested amount plus the
 smallest free tag of 0, 1, 2, … micro-USDT (the 6th decimal and up, below one cent, so the
-2-decimal price the payer sees is unchanged). The `address_tag` table's unique
+2-decimal price the payer sees is unchanged). A transfer pays the payment within
+`tron.tolerance_micro` of its amount (tron.matching), so tags are spaced twice that plus one
+apart and kept that far from any held amount: two payments' windows never overlap, and no
+amount could be read as either. The `address_tag` table's unique
 (address, amount_micro) keeps them distinct even across processes; a concurrent create that
 took the same tag first makes the insert fail inside a savepoint, and the next tag is tried.
 
@@ -35,10 +38,24 @@ MAX_TAG: Final = 9_999  # micro-USDT; below one cent
 class PoolAllocator:
     """AddressAllocator for `pool` mode; see the module docstring."""
 
-    def __init__(self, addresses: Sequence[str], clock: Clock, *, max_tag: int = MAX_TAG):
+    def __init__(
+        self,
+        addresses: Sequence[str],
+        clock: Clock,
+        *,
+        max_tag: int = MAX_TAG,
+        tolerance_micro: int = 0,
+    ):
         self.addresses = _checked(addresses)
         self._clock = clock
-        self._max_tag = max_tag
+        self._gap = 2 * tolerance_micro  # the least distance between two held amounts, minus 1
+        # Tags stay `gap` below the next cent, where another price's tags start.
+        self._max_tag = max_tag - self._gap
+        if self._max_tag < 0:
+            raise ConfigError(
+                f"tron.tolerance_micro = {tolerance_micro} leaves no room for pool tags below "
+                f"one cent; at most {max_tag // 2}"
+            )
 
     async def allocate(
         self, session: AsyncSession, payment_id: str, amount_micro: int, release_ms: int
@@ -76,20 +93,18 @@ class PoolAllocator:
     ) -> int | None:
         """Hold the smallest free amount_micro + tag on `address`; None when all are held."""
         top = amount_micro + self._max_tag
+        gap = self._gap
         in_window = (
             col(AddressTag.address) == address,
-            col(AddressTag.amount_micro).between(amount_micro, top),
+            col(AddressTag.amount_micro).between(amount_micro - gap, top + gap),
         )
         await session.execute(
             delete(AddressTag).where(*in_window, col(AddressTag.release_ms) <= now)
         )
-        held = set(
-            (await session.execute(select(col(AddressTag.amount_micro)).where(*in_window)))
-            .scalars()
-            .all()
-        )
-        for amount in range(amount_micro, top + 1):
-            if amount in held:
+        held = await session.execute(select(col(AddressTag.amount_micro)).where(*in_window))
+        taken = sorted(held.scalars().all())
+        for amount in range(amount_micro, top + 1, gap + 1):
+            if any(abs(h - amount) <= gap for h in taken):
                 continue
             if await _insert(session, address, amount, payment_id, release_ms):
                 return amount
