@@ -14,7 +14,7 @@ from sqlmodel import col
 from watcher import jsonio
 from watcher.cli.common import fail, out, print_json, run, state, with_session, yes_no
 from watcher.cli.shape import ConfigOpt, JsonOpt, group
-from watcher.cli.unmatched import unmatched
+from watcher.cli.unmatched import assign_transfer, unmatched
 from watcher.clock import iso
 from watcher.db.models import Callback as CallbackRow
 from watcher.db.models import CallbackAttempt, Payment, PaymentEvent, Transfer
@@ -25,6 +25,7 @@ from watcher.payments.states import ALL_STATES
 app = group()
 R = TypeVar("R")
 app.command("unmatched")(unmatched)
+app.command("assign")(assign_transfer)
 
 
 @app.command("list")
