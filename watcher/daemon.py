@@ -10,6 +10,7 @@ deliveries in flight finish or go back to the queue when their lease expires.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -39,6 +40,7 @@ log = structlog.get_logger("watcher.daemon")
 
 PARTS = frozenset({"api", "scan", "deliver"})
 GRACE_S = 20.0
+BACKLOG = 2048  # uvicorn's default
 
 
 class Component(Protocol):
@@ -51,12 +53,31 @@ class DaemonError(Exception):
     """The daemon cannot start (another instance, bad settings); the message says why."""
 
 
+def listen(settings: Settings) -> socket.socket:
+    """The API's listening socket, bound before anything else starts: a port in use is one
+    clear error at once, not a component dying after the database and node were opened."""
+    host, port = settings.api.host, settings.api.port
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        why = (exc.strerror or str(exc)).lower()
+        raise DaemonError(f"the API cannot listen on {where}: {why} (api.host, api.port)") from None
+    sock.setblocking(False)
+    return sock
+
+
 @dataclass
 class ApiServer:
     """uvicorn inside our loop, so it shares the services and stops with the daemon."""
 
     services: Services
     metrics: Metrics
+    sock: socket.socket
     name: str = "api"
     started: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -72,12 +93,7 @@ class ApiServer:
             timeout_graceful_shutdown=int(GRACE_S),
         )
         server = serving.Server(config)
-        try:
-            task = await serving.start(server)
-        except (OSError, SystemExit) as exc:
-            raise DaemonError(
-                f"the API could not listen on {settings.api.host}:{settings.api.port}: {exc}"
-            ) from exc
+        task = await serving.start(server, sockets=[self.sock])
         self.started.set()
         log.info("api_listening", host=settings.api.host, port=server.port)
         await stop.wait()
@@ -102,11 +118,14 @@ class Scanner:
 
     async def ensure_cursor(self) -> int:
         s = self.services
-        return await ensure_start_cursor(s.settings, s.sessions, self.tron)
+        return await ensure_start_cursor(s.settings, s.sessions, self.tron, attempts=None)
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.services
-        await self.ensure_cursor()
+        # At the first start the node may not answer yet: the API is open meanwhile (creates
+        # get 502, /healthz "starting"), and a stop does not wait for a retry.
+        if not await _unless_stopped(stop, self.ensure_cursor()):
+            return
         follower = Follower(
             s.settings, s.sessions, self.tron, s.clock, metrics=self.metrics, watchdog=self.watchdog
         )
@@ -128,17 +147,16 @@ class Daemon:
         _install_signals(stop)
         async with AsyncExitStack() as stack:
             await self._single_instance(stack)
+            sock = listen(self.settings) if "api" in self.parts else None
+            if sock is not None:
+                stack.callback(sock.close)
             await _migrate(self.settings)
             services = await stack.enter_async_context(build_services(self.settings))
             metrics = Metrics(services.clock)
             watchdog = Watchdog.from_env()
             components: list[Component] = []
             if "scan" in self.parts:
-                scanner = Scanner(services, metrics, watchdog)
-                if "api" in self.parts:
-                    # The start block is fixed before the API takes its first payment.
-                    await scanner.ensure_cursor()
-                components.append(self._elected(scanner))
+                components.append(self._elected(Scanner(services, metrics, watchdog)))
             if "deliver" in self.parts:
                 components.append(
                     DeliveryWorker(
@@ -151,7 +169,7 @@ class Daemon:
                         metrics=metrics,
                     )
                 )
-            api = ApiServer(services, metrics) if "api" in self.parts else None
+            api = ApiServer(services, metrics, sock) if sock is not None else None
             if api is not None:
                 components.append(api)
             if watchdog.enabled:
@@ -196,6 +214,7 @@ class Daemon:
             log.error("component_died", component=t.get_name(), error=repr(t.exception()))
         stop.set()
         self.notifier.stopping()
+        log.info("daemon_stopping")
         _, pending = await asyncio.wait(tasks, timeout=GRACE_S)
         for t in pending:
             log.warning("component_cancelled", component=t.get_name())
@@ -212,6 +231,24 @@ class _Named:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.fn(stop)
+
+
+async def _unless_stopped(stop: asyncio.Event, work: Awaitable[object]) -> bool:
+    """Run `work` unless `stop` is set first (then it is cancelled); True if it finished."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        return False
+    task.result()  # raises what the work raised
+    return True
 
 
 async def _first(*aws: Awaitable[object]) -> None:

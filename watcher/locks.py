@@ -77,7 +77,7 @@ class SqliteInstanceLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
-        log.info("lock.sqlite_acquired", path=str(self.path))
+        log.debug("lock.sqlite_acquired", path=str(self.path))
 
     def release(self) -> None:
         # The file stays: unlinking a lock file lets two processes lock two different inodes.

@@ -56,6 +56,7 @@ async def test_node_fault_is_retried_and_no_block_is_skipped(
 ) -> None:
     async with rig(db_url, sessions, server=devchain, request_timeout_s=0.3) as r:
         await r.start()
+        await r.catch_up()  # up to the head: the faults below meet the blocks with transfers
         r.server.hang_s = 1.0  # a `timeout` fault holds the request longer than we wait
         r.server.slow_s = 0.05  # a `slow` answer still comes within the timeout
         ids = await _transfer_in_every_block(r)
@@ -79,6 +80,7 @@ async def test_lagging_infos_are_retried_never_taken_as_no_transfers(
 ) -> None:
     async with rig(db_url, sessions, server=devchain) as r:
         await r.start()
+        await r.catch_up()
         ids = await _transfer_in_every_block(r)
         r.chain.inject_fault("lagging_infos", 2 * BLOCKS)
         errors = await r.catch_up()

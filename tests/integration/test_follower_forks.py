@@ -168,3 +168,18 @@ async def test_restarts_at_any_moment_credit_each_transfer_exactly_once(r: Rig) 
         events = await r.events(p.id)
         assert events.count("payment.completed") == 1
         assert "payment.reverted" not in events
+
+
+@pytest.mark.parametrize("depth", [1, LAG])
+async def test_fork_that_replaces_the_start_block_is_recovered_from(depth: int, r: Rig) -> None:
+    """At the first start the follower is placed at the solidified head, never above it: a
+    fork of any block not yet solidified then (the head included) is walked like any other."""
+    p = await r.pay(USDT_10)
+    r.chain.fork(depth)  # the head at first start, or everything above the solidified head
+    txid = r.chain.transfer(p.address or "", USDT_10)
+    r.chain.mine(LAG + 1)
+    await r.catch_up(limit=200)
+    assert await r.cursor("final") == r.chain.solid_number
+    (t,) = await r.transfers()
+    assert (t.txid, t.state) == (txid, "final")
+    assert (await r.payment(p.id)).status == "completed"

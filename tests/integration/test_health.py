@@ -142,11 +142,11 @@ async def test_ok_while_the_follower_moves_and_callbacks_flow(probe: Probe) -> N
     assert body["checks"]["delivery"]["due"] == 0
 
 
-async def test_degraded_until_the_scanner_has_written_a_cursor(probe: Probe) -> None:
+async def test_starting_until_the_scanner_has_written_a_cursor(probe: Probe) -> None:
     r = await probe.http.get("/healthz")
     assert r.status_code == 503
-    assert r.json()["status"] == "degraded"
-    assert "scanner has not started" in r.json()["checks"]["follower"]["reason"]
+    assert r.json()["status"] == "starting"
+    assert "not resolved the start block" in r.json()["checks"]["follower"]["reason"]
 
 
 async def test_degraded_when_finality_lags_past_the_threshold(probe: Probe) -> None:

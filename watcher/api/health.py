@@ -1,6 +1,7 @@
 """GET /healthz and GET /metrics.
 
-/healthz answers 200 {"status": "ok", "checks": {...}} or 503 {"status": "degraded", ...}:
+/healthz answers 200 {"status": "ok", "checks": {...}}, or 503 with "degraded", or with
+"starting" until the scanner has resolved the start block (the node may not answer yet):
 - database: a round trip within a few seconds;
 - follower: from the chain_cursor table, so any process (API-only ones too) can tell. The
   `seen` cursor must exist, `final` must be at most tron.max_lag_blocks behind it (finality
@@ -47,9 +48,14 @@ CHECK_TIMEOUT_S = 5.0
 class Health:
     ok: bool
     checks: dict[str, dict[str, Any]]
+    starting: bool = False
+
+    @property
+    def status(self) -> str:
+        return "ok" if self.ok else "starting" if self.starting else "degraded"
 
     def body(self) -> dict[str, Any]:
-        return {"status": "ok" if self.ok else "degraded", "checks": self.checks}
+        return {"status": self.status, "checks": self.checks}
 
 
 async def check_health(
@@ -67,7 +73,8 @@ async def check_health(
         database = {"ok": False, "error": type(exc).__name__}
         return Health(False, {"database": database, "follower": unknown, "delivery": unknown})
     checks = {"database": {"ok": True}, "follower": follower, "delivery": delivery}
-    return Health(all(c["ok"] for c in checks.values()), checks)
+    starting = follower.get("starting", False)
+    return Health(all(c["ok"] for c in checks.values()), checks, starting=starting)
 
 
 async def _follower(session: AsyncSession, max_lag: int, now: int) -> dict[str, Any]:
@@ -75,7 +82,12 @@ async def _follower(session: AsyncSession, max_lag: int, now: int) -> dict[str, 
     cursors = {c.name: c for c in rows}
     seen, final = cursors.get("seen"), cursors.get("final")
     if seen is None:
-        return {"ok": False, "reason": "no chain cursor yet: the scanner has not started"}
+        return {
+            "ok": False,
+            "starting": True,
+            "reason": "starting: the scanner has not resolved the start block yet "
+            "(it needs an answer from the TRON node)",
+        }
     age_s = max(0, now - seen.updated_ms) / 1000
     gap = seen.block_number - final.block_number if final is not None else None
     max_age_s = max_lag * BLOCK_INTERVAL_S

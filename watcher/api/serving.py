@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -25,9 +26,10 @@ class Server(uvicorn.Server):
         return int(self.config.port)
 
 
-async def start(server: Server) -> asyncio.Task[None]:
-    """Start serving; returns once listening (or raises why it could not)."""
-    task = asyncio.create_task(server.serve(), name="uvicorn")
+async def start(server: Server, sockets: list[socket.socket] | None = None) -> asyncio.Task[None]:
+    """Start serving (on `sockets` when given, already bound); returns once listening, or
+    raises why it could not."""
+    task = asyncio.create_task(server.serve(sockets), name="uvicorn")
     while not server.started:
         if task.done():
             await task

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import sys
 from importlib.metadata import version
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -57,5 +61,27 @@ app.add_typer(rate.app, name="rate", help="The TRY/USDT rate payments are locked
 app.add_typer(chain.app, name="chain", help="The chain follower: status, verify a transaction.")
 
 
-def main() -> None:
-    app()
+def main() -> NoReturn:
+    """The console script. Once the command has returned, everything it opened is closed
+    (database, sockets, the instance lock); the process then leaves without the interpreter
+    tearing down a few hundred modules, which takes most of a second on a busy host and
+    would make every stop (SIGTERM, systemd restarts) that much slower."""
+    try:
+        app()
+        code = 0
+    except SystemExit as exc:
+        code = _exit_code(exc.code)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
+def _exit_code(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    sys.stderr.write(f"{code}\n")
+    return 1

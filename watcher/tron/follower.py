@@ -454,18 +454,23 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
 
 
 async def ensure_start_cursor(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession], client: TronClient
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    client: TronClient,
+    *,
+    attempts: int | None = START_ATTEMPTS,
 ) -> int:
     """Resolve `tron.start_block` once, at the very first start, and persist it as both cursors.
 
-    Returns the `seen` block number. Called by the daemon before the API takes a payment:
-    payments record the `seen` cursor as their creation block.
+    Returns the `seen` block number. Until it exists the API answers creates with 502:
+    payments record the `seen` cursor as their creation block. Node errors are retried with
+    backoff, `attempts` times in all (None: until it works; the caller cancels it to stop).
     """
     async with sessions() as s:
         found = await cursors.read(s)
     if found is not None:
         return found.seen.number
-    pos = await _start_position(settings, client)
+    pos = await _start_position(settings, client, attempts)
     try:
         async with transaction(sessions) as s:
             if (found := await cursors.read(s)) is not None:
@@ -482,19 +487,36 @@ async def ensure_start_cursor(
     return pos.number
 
 
-async def _start_position(settings: Settings, client: TronClient) -> Position:
+async def _start_position(settings: Settings, client: TronClient, attempts: int | None) -> Position:
     start = settings.tron.start_block
     if start != "latest" and start <= 0:
         return Position(start - 1, "", 0)
     attempt = 0
     while True:
         try:
-            block = await (client.head() if start == "latest" else client.header(start - 1))
-            return Position(block.number, block.block_id, block.timestamp_ms)
+            return await _resolve_start(start, client)
         except NodeError as exc:
             attempt += 1
-            if attempt >= START_ATTEMPTS:
+            if attempts is not None and attempt >= attempts:
                 raise
             delay = client.backoff(attempt - 1)
-            log.warning("follower.start_retry", error=str(exc), retry_in_s=delay)
+            log.warning("follower.start_retry", error=str(exc), attempt=attempt, retry_in_s=delay)
             await asyncio.sleep(delay)
+
+
+async def _resolve_start(start: int | str, client: TronClient) -> Position:
+    """Both cursors start on a final block: the solidified head for "latest", never the
+    head itself. A block above the solidified head can still be replaced by a fork, and
+    the cursors' block is the one every later block must extend."""
+    heads = await client.heads()
+    if start == "latest":
+        number = heads.solid
+    else:
+        assert isinstance(start, int)
+        number = start - 1
+        if number > heads.solid:
+            # Not final yet: no id is kept, so block `start` is taken whatever its parent,
+            # and walked again if a fork replaces it before it becomes final.
+            return Position(number, "", 0)
+    block = heads.head if number == heads.head.number else await client.header(number)
+    return Position(block.number, block.block_id, block.timestamp_ms)
