@@ -7,13 +7,19 @@ events, and the transfers recorded.
 
 from __future__ import annotations
 
+import io
+import json
 import random
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.integration.chainkit import LAG, USDT_10, Rig, address, rig
+from watcher.api.health import check_health
+from watcher.config import LogSettings
 from watcher.devchain.server import DevChainServer
+from watcher.logs import configure_logging
 
 pytestmark = pytest.mark.asyncio
 
@@ -186,3 +192,43 @@ async def test_amount_too_large_for_the_columns_does_not_stop_the_follower(r: Ri
     assert (done.status, done.received_micro) == ("completed", USDT_10)
     assert [t.amount_micro for t in await r.transfers()] == [USDT_10]
     assert await r.cursor("final") == r.chain.solid_number
+
+
+async def test_a_node_back_with_a_lower_head_is_waited_for_and_said_so(r: Rig) -> None:
+    """A node restarted from an older snapshot (or a lagging one behind a load balancer)
+    answers a head below what was already walked: the follower waits, and says why in its
+    log and in /healthz, then carries on once the node is past it again."""
+    r.chain.mine(3)
+    await r.catch_up()
+    seen = await r.cursor("seen")
+    buf = io.StringIO()
+    configure_logging(LogSettings(level="INFO", json_logs=True), stream=buf)
+    try:
+        r.chain.inject_fault("stale_head", 1000, behind=5)
+        for _ in range(3):
+            assert await r.follower.step() is False
+        waiting = [e for e in _events(buf) if e["event"] == "follower.node_behind"]
+        assert len(waiting) == 1, _events(buf)
+        assert (waiting[0]["node_head"], waiting[0]["seen"]) == (seen - 5, seen)
+        health = await check_health(r.sessions, r.settings, r.clock())
+        follower = health.checks["follower"]
+        assert follower["nodeHead"] == seen - 5
+        assert (
+            f"the TRON node's head {seen - 5} is below the seen block {seen}"
+            in (follower["waiting"])
+        )
+
+        r.chain.clear_faults()
+        r.chain.mine(1)
+        await r.catch_up()
+        assert await r.cursor("seen") == seen + 1
+        assert "follower.node_caught_up" in [e["event"] for e in _events(buf)]
+        health = await check_health(r.sessions, r.settings, r.clock())
+        assert "waiting" not in health.checks["follower"]
+        assert health.checks["follower"]["nodeHead"] == seen + 1
+    finally:
+        configure_logging(LogSettings(level="WARNING", json_logs=False))
+
+
+def _events(buf: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in buf.getvalue().splitlines() if line.startswith("{")]

@@ -9,6 +9,8 @@
   stuck follower or a stalled node shows as a cursor that stopped moving. Lag — how far `seen`
   is behind the chain, here in seconds (now minus the seen block's timestamp), as in /metrics
   and `watcher chain status` — is reported, never judged: catching up is not a failure.
+  `nodeHead` is the node's head as the follower last polled it; when it is below `seen` (a
+  node restarted from an older state) the follower waits, and `waiting` says so.
 - delivery: judged by the outbox as a whole, never by one row. It degrades when callbacks
   have been due for longer than DELIVERY_MAX_WAIT_S and no attempt at all has been made in
   that time: no worker runs, or none gets anything done. One merchant's endpoint that never
@@ -34,6 +36,7 @@ from watcher.config import Settings
 from watcher.db.models import Callback, CallbackAttempt, ChainCursor
 from watcher.errors import NotFound
 from watcher.metrics import lag_seconds
+from watcher.tron.cursors import FINAL, NODE, SEEN, waiting_reason
 
 log = structlog.get_logger("watcher.health")
 
@@ -80,7 +83,7 @@ async def check_health(
 async def _follower(session: AsyncSession, max_lag: int, now: int) -> dict[str, Any]:
     rows = (await session.execute(select(ChainCursor))).scalars()
     cursors = {c.name: c for c in rows}
-    seen, final = cursors.get("seen"), cursors.get("final")
+    seen, final, node = cursors.get(SEEN), cursors.get(FINAL), cursors.get(NODE)
     if seen is None:
         return {
             "ok": False,
@@ -101,10 +104,16 @@ async def _follower(session: AsyncSession, max_lag: int, now: int) -> dict[str, 
         "seenAgeSeconds": age_s,
         "maxSeenAgeSeconds": max_age_s,
     }
+    if node is not None:
+        report["nodeHead"] = node.block_number
+        if node.block_number < seen.block_number:
+            report["waiting"] = waiting_reason(node.block_number, seen.block_number)
     if gap is not None and gap > max_lag:
         report["reason"] = f"final is {gap} blocks behind seen: finality is not advancing"
     elif age_s > max_age_s:
-        report["reason"] = f"the seen cursor has not moved for {age_s:.0f} s"
+        report["reason"] = report.get("waiting") or (
+            f"the seen cursor has not moved for {age_s:.0f} s"
+        )
     return report
 
 

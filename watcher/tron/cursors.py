@@ -19,6 +19,9 @@ from watcher.db.models import ChainBlock, ChainCursor
 
 SEEN = "seen"
 FINAL = "final"
+# Not a cursor of ours: the node's head as the follower last polled it, kept beside the
+# cursors so that any process's /healthz can tell when the node is behind what was walked.
+NODE = "node"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,19 @@ async def read(session: AsyncSession) -> Cursors | None:
     if SEEN not in by_name or FINAL not in by_name:
         return None
     return Cursors(seen=by_name[SEEN], final=by_name[FINAL])
+
+
+async def node_head(session: AsyncSession) -> Position | None:
+    row = await session.get(ChainCursor, NODE)
+    return None if row is None else Position(row.block_number, row.block_id, row.block_ms)
+
+
+def waiting_reason(node: int, seen: int) -> str:
+    """Why the follower does nothing while the node's head is below the `seen` block."""
+    return (
+        f"the TRON node's head {node} is below the seen block {seen}: waiting for the node to "
+        "catch up (restarted from an older state, or a lagging node behind a load balancer)"
+    )
 
 
 async def seen_for_share(session: AsyncSession) -> Position | None:

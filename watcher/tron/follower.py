@@ -61,6 +61,7 @@ from watcher.tron.matching import Match, base58_of, load_book
 log = structlog.get_logger("watcher.tron.follower")
 
 START_ATTEMPTS = 8
+NODE_BEHIND_LOG_EVERY_S = 60.0  # while the node's head is below `seen`, say so this often
 
 
 def late_window_ms(settings: Settings) -> int:
@@ -157,6 +158,8 @@ class Follower:
         self._heads: Heads | None = None
         self._cur: Cursors | None = None
         self._heads_at = -math.inf
+        self._noted_head: int | None = None  # the node head last written for /healthz
+        self._behind_logged_at: float | None = None  # set while the node is behind `seen`
         self.failures = 0  # consecutive failed steps
 
     # -- the loop ----------------------------------------------------------------------
@@ -200,6 +203,7 @@ class Follower:
             await ensure_start_cursor(self._settings, self._sessions, self._client)
             return True
         heads = await self._heads_for(cur)
+        self._say_if_waiting(heads.head.number, cur.seen.number)
         final_target = min(heads.solid, cur.seen.number)
         if final_target > cur.final.number:
             await self._finalize(cur, final_target)
@@ -224,7 +228,38 @@ class Follower:
             self._heads_at = time.monotonic()
             if self._metrics is not None:
                 self._metrics.follower_position(head=self._heads.head.number)
+            await self._note_head(self._heads.head)
         return self._heads
+
+    async def _note_head(self, head: Header) -> None:
+        """Store the node's head when it changes (one small write per new block)."""
+        if head.number == self._noted_head:
+            return
+        async with transaction(self._sessions) as s:
+            pos = Position(head.number, head.block_id, head.timestamp_ms)
+            await cursors.write(s, cursors.NODE, pos, self._clock())
+        self._noted_head = head.number
+
+    def _say_if_waiting(self, head: int, seen: int) -> None:
+        """A node whose head is below `seen` (restarted from an older state, a lagging one
+        behind a load balancer) leaves nothing to do: say why now and then, not silently."""
+        if head >= seen:
+            if self._behind_logged_at is not None:
+                log.info("follower.node_caught_up", node_head=head, seen=seen)
+                self._behind_logged_at = None
+            return
+        now = time.monotonic()
+        if (
+            self._behind_logged_at is None
+            or now - self._behind_logged_at >= NODE_BEHIND_LOG_EVERY_S
+        ):
+            log.warning(
+                "follower.node_behind",
+                node_head=head,
+                seen=seen,
+                reason=cursors.waiting_reason(head, seen),
+            )
+            self._behind_logged_at = now
 
     # -- finalizing ----------------------------------------------------------------------
 
