@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import segno
+from kasa_watcher_client import WatcherClient
 from rich.console import Console
 
 from watcher.api.serving import serve_asgi
 from watcher.callbacks.receiver import CallbackReceiver
-from watcher.client import WatcherClient
 from watcher.config import LogSettings, Settings
 from watcher.daemon import Daemon
 from watcher.devchain.binance import FakeBinance
@@ -146,7 +146,7 @@ class Demo:
         creds: Credentials,
         hook: str,
     ) -> bool:
-        client = WatcherClient(settings.public_url(), creds.api_key, creds.webhook_secret)
+        client = WatcherClient(settings.public_url(), creds.api_key)
         try:
             a, b, c = await asyncio.gather(
                 client.create_payment(

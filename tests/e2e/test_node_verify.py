@@ -15,13 +15,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from kasa_watcher_client import verify_webhook
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.support.callbacks import add_event, callback_settings, new_merchant
 from tests.support.servers import serve_asgi
 from watcher.callbacks.delivery import DeliveryWorker
 from watcher.callbacks.receiver import CallbackReceiver
-from watcher.client import verify_webhook
 from watcher.clock import now_ms
 from watcher.secrets import load_box
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
+from kasa_watcher_client import verify_webhook
 from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -31,7 +32,6 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tests.support.servers import serve_asgi
-from watcher.client import verify_webhook
 from watcher.db.engine import create_engine, session_factory
 from watcher.db.models import ChainCursor, Transfer
 from watcher.devchain.binance import FakeBinance

@@ -1,23 +1,25 @@
-"""The merchant SDK against the real API over loopback HTTP, on SQLite and PostgreSQL."""
+"""The merchant client (kasa_watcher_client) against the real API over loopback HTTP, on
+SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import pytest
+from kasa_watcher_client import Client, WatcherAPIError, WatcherClient
 
 from tests.integration.conftest import ApiHarness
 from tests.support.callbacks import add_event
 from tests.support.servers import serve_asgi
 from watcher.callbacks.delivery import DeliveryWorker
 from watcher.callbacks.receiver import CallbackReceiver
-from watcher.client import WatcherAPIError, WatcherClient
 from watcher.clock import now_ms
 from watcher.merchants import create_merchant
 
 
 def client(api: ApiHarness, key: str | None = None) -> WatcherClient:
-    return WatcherClient(api.url, key or api.merchant.api_key, api.merchant.webhook_secret)
+    return WatcherClient(api.url, key or api.merchant.api_key)
 
 
 async def test_create_and_status_with_exact_decimals(api: ApiHarness) -> None:
@@ -103,3 +105,24 @@ async def test_a_cancelled_payment_calls_back_and_the_sdk_accepts_it(api: ApiHar
     # metadata comes back as sent: numbers stay JSON numbers, exact
     assert payload["metadata"] == {"userId": 123456, "bonus": Decimal("12.5"), "site": "örnek.com"}
     assert '"bonus":12.5' in receiver.received[0].body.decode()
+
+
+async def test_the_blocking_client_speaks_the_same_api(api: ApiHarness) -> None:
+    def shop() -> tuple[dict[str, object], dict[str, object], dict[str, object]]:
+        with Client(api.url, api.merchant.api_key) as kasa:
+            created = kasa.create_payment("1500.50", "Ayşe Kaya", "ORD-SYNC")
+            again = kasa.create_payment(Decimal("1500.5"), "Ayşe Kaya", "ORD-SYNC")
+            cancelled = kasa.cancel(str(created["transactionId"]))
+            return created, again, cancelled
+
+    created, again, cancelled = await asyncio.to_thread(shop)
+    assert again["transactionId"] == created["transactionId"]  # idempotent by externalRef
+    assert (cancelled["status"], cancelled["amount"]) == ("cancelled", Decimal("1500.5"))
+
+    def cancel_twice() -> None:
+        with Client(api.url, api.merchant.api_key) as kasa:
+            kasa.cancel(str(created["transactionId"]))
+
+    with pytest.raises(WatcherAPIError) as again_cancel:
+        await asyncio.to_thread(cancel_twice)
+    assert (again_cancel.value.status, again_cancel.value.code) == (409, "INVALID_STATE")

@@ -4,8 +4,7 @@ WebhookVerificationError, never another exception (a 500 and a long traceback at
 from __future__ import annotations
 
 import pytest
-
-from watcher.client import WebhookVerificationError, verify_webhook
+from kasa_watcher_client import WebhookVerificationError, verify_webhook
 
 HEADERS = {"X-Signature": "0" * 64, "X-Timestamp": "T", "X-Body-Signature": "0" * 64}
 

@@ -1,4 +1,4 @@
-"""verify_webhook (the merchant SDK) accepts what the worker signs and rejects everything else."""
+"""verify_webhook (kasa_watcher_client) accepts what the worker signs, rejects everything else."""
 
 from __future__ import annotations
 
@@ -6,16 +6,23 @@ import json
 from decimal import Decimal
 
 import pytest
+from kasa_watcher_client import (
+    WebhookVerificationError,
+    canonical_amount,
+    sign,
+    verify_webhook,
+)
 
 from watcher.callbacks.payload import callback_payload, encode
 from watcher.callbacks.signing import sign_body
-from watcher.client import WatcherClient, WebhookVerificationError, verify_webhook
 from watcher.clock import iso, parse_iso
 from watcher.db.models import PaymentEvent
+from watcher.money import canonical
 
 SECRET = "whsec_gizli"
 TS = "2026-11-22T05:09:47.123Z"
-NOW = parse_iso(TS)
+NOW_MS = parse_iso(TS)
+NOW = NOW_MS / 1000  # the client takes epoch seconds
 
 
 def signed(
@@ -37,7 +44,7 @@ def signed(
         type="payment.completed",
         sequence=1,
         status="completed",
-        created_ms=NOW,
+        created_ms=NOW_MS,
         data_json=json.dumps(data),
     )
     payload = callback_payload(event, secret, ts)
@@ -58,12 +65,10 @@ def test_authentic_callbacks_verify(amount: str) -> None:
     assert payload["amount"] == Decimal(amount) and payload["externalRef"] == "ORD-Ğ"
 
 
-def test_header_names_are_case_insensitive_and_client_method_uses_its_secret() -> None:
+def test_header_names_are_case_insensitive() -> None:
     body, headers = signed()
     lower = {k.lower(): v for k, v in headers.items()}
     assert verify_webhook(body.decode(), lower, SECRET, now=NOW)["eventId"] == "evt_1"
-    client = WatcherClient("http://127.0.0.1:1", "sk_test_x", SECRET)
-    assert client.verify_webhook(body, headers, now=NOW)["transactionId"] == "txn_1"
 
 
 def _tamper(body: bytes, old: str, new: str) -> bytes:
@@ -78,7 +83,7 @@ def _tamper(body: bytes, old: str, new: str) -> bytes:
         (lambda b, h: (_tamper(b, '"userId":"1"', '"userId":"2"'), h), "X-Body-Signature"),
         (lambda b, h: (b, h | {"X-Signature": "0" * 64}), "X-Signature"),
         (lambda b, h: (b, {k: v for k, v in h.items() if k != "X-Body-Signature"}), "missing"),
-        (lambda b, h: (b, h | {"X-Timestamp": iso(NOW + 1)}), "X-Timestamp"),
+        (lambda b, h: (b, h | {"X-Timestamp": iso(NOW_MS + 1)}), "X-Timestamp"),
         (lambda b, h: (b"[1]", h), "JSON object"),
         (lambda b, h: (b"{", h), "not JSON"),
     ],
@@ -98,7 +103,65 @@ def test_another_secret_is_rejected() -> None:
 
 def test_timestamps_outside_the_tolerance_are_rejected_both_ways() -> None:
     body, headers = signed()
-    assert verify_webhook(body, headers, SECRET, tolerance_s=300, now=NOW + 300_000)
-    for now in (NOW + 300_001, NOW - 300_001):
-        with pytest.raises(WebhookVerificationError, match="more than 300s"):
+    assert verify_webhook(body, headers, SECRET, tolerance_s=300, now=NOW + 300)
+    for now in (NOW + 300.001, NOW - 300.001):
+        with pytest.raises(WebhookVerificationError, match="more than 300 s"):
             verify_webhook(body, headers, SECRET, tolerance_s=300, now=now)
+
+
+TEST_SECRET = "whsec_test_deneme"
+
+
+def _by_hand(secret: str, livemode: bool | None) -> tuple[bytes, dict[str, str]]:
+    """A callback as the daemon sends it, with or without `livemode`."""
+    fields = {"transactionId": "txn_9", "externalRef": "ORD-9", "status": "completed"}
+    payload: dict[str, object] = {"event": "payment.completed", **fields, "amount": 1000}
+    payload |= {"timestamp": TS, "signature": sign(secret, *fields.values(), 1000, TS)}
+    if livemode is not None:
+        payload["livemode"] = livemode
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    return body, {
+        "X-Signature": str(payload["signature"]),
+        "X-Timestamp": TS,
+        "X-Body-Signature": sign_body(secret, TS, body),
+    }
+
+
+def test_test_callbacks_need_the_test_secret_and_say_livemode_false() -> None:
+    body, headers = _by_hand(TEST_SECRET, livemode=False)
+    event = verify_webhook(body, headers, SECRET, test_secret=TEST_SECRET, now=NOW)
+    assert event["livemode"] is False
+    assert verify_webhook(body, headers, "", test_secret=TEST_SECRET, now=NOW)["livemode"] is False
+    with pytest.raises(WebhookVerificationError, match="X-Signature"):
+        verify_webhook(body, headers, SECRET, now=NOW)  # a live-only receiver refuses it
+
+
+def test_live_callbacks_say_livemode_true_also_when_an_older_daemon_left_it_out() -> None:
+    body, headers = _by_hand(SECRET, livemode=True)
+    assert verify_webhook(body, headers, SECRET, test_secret=TEST_SECRET, now=NOW)["livemode"]
+    body, headers = _by_hand(SECRET, livemode=None)
+    assert verify_webhook(body, headers, SECRET, now=NOW)["livemode"] is True
+    with pytest.raises(WebhookVerificationError, match="X-Signature"):
+        verify_webhook(body, headers, "", test_secret=TEST_SECRET, now=NOW)
+
+
+def test_livemode_must_agree_with_the_secret_that_signed() -> None:
+    body, headers = _by_hand(TEST_SECRET, livemode=True)
+    with pytest.raises(WebhookVerificationError, match="livemode"):
+        verify_webhook(body, headers, SECRET, test_secret=TEST_SECRET, now=NOW)
+    with pytest.raises(ValueError, match="secret"):
+        verify_webhook(body, headers, "", now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("amount", "text"),
+    [
+        ("1000.00", "1000"),
+        ("281.60", "281.6"),
+        ("1E+3", "1000"),
+        ("0.000", "0"),
+        ("5E-7", "0.0000005"),
+    ],
+)
+def test_the_client_prints_amounts_as_the_daemon_signs_them(amount: str, text: str) -> None:
+    assert canonical_amount(Decimal(amount)) == text == canonical(Decimal(amount))

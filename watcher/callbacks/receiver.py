@@ -1,9 +1,10 @@
-"""A merchant's callback endpoint, built on the SDK: for the demo, tests and benches.
+"""A merchant's callback endpoint, built on the merchant client: for the demo, tests, benches.
 
 `CallbackReceiver` is a plain ASGI app. It verifies each callback with
-`watcher.client.verify_webhook`, records what arrived (raw body, headers, verified payload), and
-keeps the eventIds in flight so overlapping deliveries of one event are caught. What it answers
-is up to `respond` (default: {"received": true} for authentic callbacks, 401 otherwise).
+`kasa_watcher_client.verify_webhook` (as a shop would), records what arrived (raw body,
+headers, verified payload), and keeps the eventIds in flight so overlapping deliveries of one
+event are caught. What it answers is up to `respond` (default: {"received": true} for
+authentic callbacks, 401 otherwise).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from kasa_watcher_client import DEFAULT_TOLERANCE_S, WebhookVerificationError, verify_webhook
+
 from watcher import jsonio
 from watcher.callbacks.signing import EVENT_ID_HEADER
-from watcher.client import DEFAULT_TOLERANCE_S, WebhookVerificationError, verify_webhook
 from watcher.clock import Clock
 
 ACK = (200, b'{"received":true}')
@@ -58,10 +60,12 @@ class CallbackReceiver:
         secret: str | None,
         respond: Responder = acknowledge,
         *,
+        test_secret: str | None = None,
         tolerance_s: float = DEFAULT_TOLERANCE_S,
         now: Clock | None = None,
     ) -> None:
         self._secret = secret
+        self._test_secret = test_secret
         self._respond = respond
         self._tolerance_s = tolerance_s
         self._now = now
@@ -102,9 +106,16 @@ class CallbackReceiver:
     def _check(self, body: bytes, headers: dict[str, str]) -> Received:
         if self._secret is None:
             return Received(body, headers, _loose(body), None)
-        now = self._now() if self._now is not None else None
+        now_s = self._now() / 1000 if self._now is not None else None
         try:
-            payload = verify_webhook(body, headers, self._secret, self._tolerance_s, now=now)
+            payload = verify_webhook(
+                body,
+                headers,
+                self._secret,
+                test_secret=self._test_secret,
+                tolerance_s=self._tolerance_s,
+                now=now_s,
+            )
         except WebhookVerificationError as exc:
             return Received(body, headers, _loose(body), str(exc))
         return Received(body, headers, payload, None)
