@@ -202,9 +202,11 @@ async def test_lag_means_the_same_in_healthz_and_metrics(probe: Probe) -> None:
     timestamp of the seen block (in blocks, head - seen, where the head is known)."""
     now = now_ms()
     await probe.cursors(HEAD, HEAD - 19, now, seen_block_ms=now - 30_000)
+    async with probe.services.sessions() as s, s.begin():
+        s.add(ChainCursor(name="node", block_number=HEAD + 10, updated_ms=now))
     probe.metrics.follower_position(head=HEAD + 10)
     follower = (await probe.http.get("/healthz")).json()["checks"]["follower"]
-    assert 30 <= follower["lagSeconds"] < 35
+    assert 30 <= follower["lagSeconds"] < 35 and follower["lagBlocks"] == 10
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families((await probe.http.get("/metrics")).text)

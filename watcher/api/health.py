@@ -106,6 +106,7 @@ async def _follower(session: AsyncSession, max_lag: int, now: int) -> dict[str, 
     }
     if node is not None:
         report["nodeHead"] = node.block_number
+        report["lagBlocks"] = max(0, node.block_number - seen.block_number)
         if node.block_number < seen.block_number:
             report["waiting"] = waiting_reason(node.block_number, seen.block_number)
     if gap is not None and gap > max_lag:
