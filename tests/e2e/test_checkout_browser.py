@@ -181,20 +181,30 @@ async def test_a_pending_page_turns_expired_live_and_cancelled_and_unknown_have_
     services, create = shop
     expired = await create(externalRef="ORD-EXP", returnUrl=RETURN_URL)
     cancelled = await create(externalRef="ORD-CXL")
-    await _set(services, cancelled["transactionId"], status="cancelled")
+    await _set(
+        services, cancelled["transactionId"], status="cancelled", late=True, late_micro=20_000_000
+    )
 
     await phone.goto(expired["paymentUrl"])
     await expect(phone.locator("#status")).to_have_text("Awaiting payment")
-    await _set(  # the expirer closes it; a transfer had come in after the deadline
-        services, expired["transactionId"], status="expired", late=True, late_micro=50_000_000
+    await _set(  # the expirer closes it: part came in time, more after the deadline
+        services,
+        expired["transactionId"],
+        status="expired",
+        received_micro=100_000_000,
+        late=True,
+        late_micro=50_000_000,
     )
     await expect(phone.get_by_role("heading", name="This payment has expired")).to_be_visible()
+    await expect(phone.locator("#kept")).to_contain_text("100.00 USDT of 281.69 USDT arrived")
     await expect(phone.locator("#late")).to_contain_text("50.00 USDT")
     await expect(phone.locator("#address")).to_be_hidden()
     await _shot(phone, "checkout-expired.png")
 
     await phone.goto(cancelled["paymentUrl"])
     await expect(phone.get_by_role("heading", name="This payment was cancelled")).to_be_visible()
+    await expect(phone.locator("#cancelled-late")).to_contain_text("20.00 USDT arrived after")
+    await expect(phone.locator("#kept")).to_be_hidden()
 
     response = await phone.goto(expired["paymentUrl"].rsplit("/", 1)[0] + "/txn_" + "0" * 32)
     assert response is not None and response.status == 404

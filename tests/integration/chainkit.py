@@ -6,6 +6,8 @@ the API would leave them; the follower and expirer are driven step by step, no t
 
 from __future__ import annotations
 
+import asyncio
+import json
 import random
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -14,14 +16,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from click.testing import Result
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
+from typer.testing import CliRunner
 
+from watcher.cli import app as watcher_cli
 from watcher.config import Settings
 from watcher.db.models import ChainCursor, Payment, PaymentEvent, Transfer
 from watcher.devchain.chain import DevChain
 from watcher.devchain.server import DevChainServer
+from watcher.logs import configure_logging
 from watcher.merchants import create_merchant
 from watcher.payments.expiry import Expirer
 from watcher.secrets import load_box, new_id
@@ -228,3 +234,17 @@ async def rig(
         server.hang_s, server.slow_s = hang_s, slow_s
         if own:
             await server.stop()
+
+
+async def cli(r: Rig, *args: str) -> Result:
+    """The real `watcher` command line on the rig's database, in a thread (it runs its own
+    event loop); stdout and stderr apart."""
+    env = {
+        "WATCHER_DATABASE__URL": r.settings.database.url,
+        "WATCHER_TRON__ENDPOINTS": json.dumps(r.settings.tron.endpoints),
+        "WATCHER_CONFIG": None,
+    }
+    try:
+        return await asyncio.to_thread(CliRunner().invoke, watcher_cli, list(args), env=env)
+    finally:
+        configure_logging(r.settings.log)  # the command pointed logs at the runner's stderr

@@ -169,3 +169,33 @@ async def test_a_confirming_payment_asks_for_nothing_more(
     assert '<dt data-show="pending" hidden>Time left</dt>' in html
     assert '<span id="seen">281.69</span>' in html and "Nothing more to send" in html
     assert '<div data-show="confirming">' in html
+
+
+async def test_an_expired_page_shows_what_arrived_before_and_after_the_deadline(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    # The payer who sent part of it must see that it arrived, not only "expired".
+    await add_payment(sessions, status="expired", received_micro=100_000_000)
+    html = (await client.get(f"/pay/{TXN}")).text
+    expired = html[html.index('data-show="expired"') :]
+    expired = expired[: expired.index("</section>")]
+    assert '<strong><span id="kept-amount">100.00</span> USDT</strong> of 281.69 USDT' in expired
+    assert "arrived before the deadline" in expired and "will settle it with you" in expired
+    assert 'id="late" hidden' in expired
+
+
+async def test_a_cancelled_page_shows_funds_that_arrived_after_all(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await add_payment(sessions, status="cancelled", late=True, late_micro=20_000_000)
+    html = (await client.get(f"/pay/{TXN}")).text
+    cancelled = html[html.index('data-show="cancelled"') :]
+    cancelled = cancelled[: cancelled.index("</section>")]
+    assert '<span id="cancelled-late-amount">20.00</span> USDT' in cancelled
+    assert "arrived after the payment was cancelled" in cancelled
+    st = jsonio.loads((await client.get(f"/pay/{TXN}/status.json")).content)
+    assert (st["status"], st["lateUsdt"], st["receivedUsdt"]) == (
+        "cancelled",
+        Decimal("20.00"),
+        Decimal("0.00"),
+    )

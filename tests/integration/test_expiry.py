@@ -4,6 +4,7 @@ partial sums kept, funds after the deadline recorded and flagged `late` with the
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
@@ -11,8 +12,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
-from tests.integration.chainkit import LAG, USDT_10, Rig
-from watcher.db.models import Callback
+from tests.integration.chainkit import LAG, USDT_10, Rig, cli
+from watcher import jsonio
+from watcher.db.models import Callback, PaymentEvent
 from watcher.payments.expiry import Expirer
 
 pytestmark = pytest.mark.asyncio
@@ -131,6 +133,43 @@ async def test_funds_for_a_cancelled_payment_are_recorded_as_late(r: Rig) -> Non
     assert await r.events(p.id) == ["payment.late"]
     (t,) = await r.transfers()
     assert (t.payment_id, t.late) == (p.id, True)
+
+
+async def test_funds_reaching_a_completed_payment_later_are_sent_as_overpaid(r: Rig) -> None:
+    # They used to be added to receivedUsdt silently: no event, no callback, nowhere an
+    # operator or the merchant would look.
+    p = await r.pay(USDT_10, expires_ms=deadline_after(r, 6), callback_url="https://shop.test/cb")
+    r.chain.transfer(p.address or "", USDT_10)
+    r.chain.mine(1)
+    r.chain.transfer(p.address or "", 2_000_000)  # on time, after the payment was paid
+    r.chain.mine(7)
+    r.chain.transfer(p.address or "", 500_000)  # after the deadline, in the late window
+    r.chain.mine(LAG + 1)
+    await r.catch_up()
+    paid = await r.payment(p.id)
+    assert (paid.status, paid.received_micro, paid.late, paid.late_micro) == (
+        "completed",
+        USDT_10 + 2_500_000,
+        False,
+        0,
+    )
+    assert await r.events(p.id) == ["payment.completed", "payment.overpaid", "payment.overpaid"]
+    async with r.sessions() as s:
+        rows = await s.execute(
+            select(PaymentEvent).where(col(PaymentEvent.payment_id) == p.id).order_by("id")
+        )
+        events = list(rows.scalars())
+        outbox = (await s.execute(select(Callback).where(col(Callback.payment_id) == p.id))).all()
+    assert len(outbox) == 3
+    last = jsonio.loads(events[-1].data_json)
+    assert (last["status"], last["crypto"]["receivedUsdt"]) == ("completed", Decimal("12.5"))
+    assert last["details"] == {
+        "overpaidUsdt": Decimal("0.5"),
+        "excessUsdt": Decimal("2.5"),
+    }
+    listed = await cli(r, "payments", "list", "--json")
+    (row,) = [p for p in jsonio.loads(listed.stdout) if p["id"] == paid.id]
+    assert (row["status"], row["overpaid"], row["receivedUsdt"]) == ("completed", True, 12.5)
 
 
 class _Interleaved(Expirer):

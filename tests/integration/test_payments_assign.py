@@ -7,34 +7,16 @@ it: the real command line, printing JSON, against a database the follower filled
 
 from __future__ import annotations
 
-import asyncio
-import json
 import random
 
 import pytest
-from click.testing import Result
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from typer.testing import CliRunner
 
-from tests.integration.chainkit import LAG, USDT_10, Rig, address, rig
+from tests.integration.chainkit import LAG, USDT_10, address, cli, rig
 from watcher import jsonio
-from watcher.cli import app as cli
 from watcher.devchain.server import DevChainServer
-from watcher.logs import configure_logging
 
 pytestmark = pytest.mark.asyncio
-
-
-async def watcher(r: Rig, *args: str) -> Result:
-    env = {
-        "WATCHER_DATABASE__URL": r.settings.database.url,
-        "WATCHER_TRON__ENDPOINTS": json.dumps(r.settings.tron.endpoints),
-        "WATCHER_CONFIG": None,
-    }
-    try:
-        return await asyncio.to_thread(CliRunner().invoke, cli, list(args), env=env)
-    finally:
-        configure_logging(r.settings.log)
 
 
 async def test_an_unmatched_transfer_is_credited_once_with_the_usual_events(
@@ -51,7 +33,7 @@ async def test_an_unmatched_transfer_is_credited_once_with_the_usual_events(
         await r.catch_up()
         assert {t.txid: t.payment_id for t in await r.transfers()} == {first: None, second: None}
 
-        done = await watcher(r, "payments", "assign", first, p.id, "--json")
+        done = await cli(r, "payments", "assign", first, p.id, "--json")
         assert done.exit_code == 0, done.output
         shown = jsonio.loads(done.stdout)
         assert (shown["payment"]["status"], shown["payment"]["receivedUsdt"]) == (
@@ -60,10 +42,10 @@ async def test_an_unmatched_transfer_is_credited_once_with_the_usual_events(
         )
         assert shown["events"] == []  # a partial payment moves no state
 
-        again = await watcher(r, "payments", "assign", first, p.id)
+        again = await cli(r, "payments", "assign", first, p.id)
         assert again.exit_code == 1 and "already credited to " + p.id in again.stderr
 
-        done = await watcher(r, "payments", "assign", f"{second}:0", p.id, "--json")
+        done = await cli(r, "payments", "assign", f"{second}:0", p.id, "--json")
         assert done.exit_code == 0, done.output
         shown = jsonio.loads(done.stdout)
         assert shown["payment"]["status"] == "completed"
@@ -73,7 +55,7 @@ async def test_an_unmatched_transfer_is_credited_once_with_the_usual_events(
         assert await r.events(p.id) == ["payment.completed"]
         paid = await r.payment(p.id)
         assert (paid.status, paid.received_micro) == ("completed", USDT_10 + 1)
-        listed = await watcher(r, "payments", "unmatched", "--json")
+        listed = await cli(r, "payments", "unmatched", "--json")
         assert jsonio.loads(listed.stdout) == []
 
 
@@ -98,6 +80,6 @@ async def test_assign_refuses_what_cannot_be_that_payments(
             ("not-a-txid", p.id, "TXID"),
         ]
         for transfer, payment, why in cases:
-            result = await watcher(r, "payments", "assign", transfer, payment)
+            result = await cli(r, "payments", "assign", transfer, payment)
             assert result.exit_code == 1 and why in result.stderr, (transfer, result.output)
         assert (await r.payment(p.id)).received_micro == 0

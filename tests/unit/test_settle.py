@@ -139,9 +139,47 @@ def test_funds_for_a_cancelled_payment_are_late() -> None:
     )
 
 
-def test_completed_payment_stays_completed_and_reports_extra_late_funds() -> None:
-    s = run(due("completed"), credit(), credit(7, ms=AFTER, block=150), now=AFTER, chain=AFTER)
-    assert (s.status, s.late_micro, s.events) == ("completed", 7, ("payment.late",))
+def test_funds_reaching_a_completed_payment_later_are_announced_as_overpaid() -> None:
+    paid = due("completed", received_micro=AMOUNT)
+    on_time = credit(5_000_000, block=150)
+    s = run(paid, credit(), on_time)
+    assert (s.status, s.received_micro, s.excess_micro, s.late) == (
+        "completed",
+        AMOUNT + 5_000_000,
+        5_000_000,
+        False,
+    )
+    assert s.events == ("payment.overpaid",)
+    assert s.announcements[0].status == "completed"
+    again = dataclasses.replace(paid, received_micro=s.received_micro)
+    assert run(again, credit(), on_time).events == ()
+    late = credit(7, ms=AFTER, block=160)  # within the late window: more of the same
+    s = run(again, credit(), on_time, late, now=AFTER, chain=AFTER)
+    assert (s.status, s.received_micro, s.late_micro, s.late) == (
+        "completed",
+        AMOUNT + 5_000_007,
+        0,
+        False,
+    )
+    assert s.events == ("payment.overpaid",)
+    assert run(again, credit(), on_time, dataclasses.replace(late, state=SEEN)).events == ()
+
+
+def test_late_funds_announced_before_a_completion_are_not_counted_again() -> None:
+    # Announced as late while expired; an on-time transfer then completes it.
+    expired = due("expired", late_micro=7)
+    s = run(expired, credit(), credit(7, ms=AFTER, block=150), now=AFTER, chain=AFTER)
+    assert (s.status, s.received_micro, s.late_micro) == ("completed", AMOUNT, 7)
+
+
+def test_a_closed_payment_never_counts_the_same_funds_twice() -> None:
+    # Cancelled holding 20 USDT (allowed before cancel was refused once funds arrived): the
+    # 20 were in payment.cancelled already and must not come back as payment.late.
+    cancelled = due("cancelled", received_micro=20_000_000)
+    s = run(cancelled, credit(20_000_000))
+    assert (s.received_micro, s.late_micro, s.events) == (20_000_000, 0, ())
+    s = run(cancelled, credit(20_000_000), credit(3, block=150))
+    assert (s.received_micro, s.late_micro, s.events) == (20_000_000, 3, ("payment.late",))
 
 
 states = st.sampled_from([SEEN, FINAL, DROPPED])
@@ -167,7 +205,7 @@ def test_settling_is_idempotent_and_never_counts_dropped_funds(
     status: str, cs: list[Credit], now: int, chain: int
 ) -> None:
     first = run(due(status), *cs, now=now, chain=chain)
-    after = due(first.status, late_micro=first.late_micro)
+    after = due(first.status, late_micro=first.late_micro, received_micro=first.received_micro)
     second = run(after, *cs, now=now, chain=chain)
     assert second.events == () and second.status == first.status
     live_final = sum(c.amount_micro for c in cs if c.state == FINAL and c.block_number > 100)

@@ -20,7 +20,7 @@ from watcher.db.models import Callback as CallbackRow
 from watcher.db.models import CallbackAttempt, Payment, PaymentEvent, Transfer
 from watcher.money import canonical, from_kurus, from_micro
 from watcher.payments.events import payment_txids, snapshot
-from watcher.payments.states import ALL_STATES
+from watcher.payments.states import ALL_STATES, COMPLETED
 
 app = group()
 R = TypeVar("R")
@@ -67,7 +67,10 @@ def list_(
             canonical(r["amount"]),
             canonical(r["amountUsdt"]) if r["amountUsdt"] is not None else "-",
             canonical(r["receivedUsdt"]),
-            p.status + (" (late)" if p.late else "") + (" [test]" if p.sandbox else ""),
+            p.status
+            + (" (late)" if p.late else "")
+            + (" (overpaid)" if r["overpaid"] else "")
+            + (" [test]" if p.sandbox else ""),
             r["createdAt"],
         )
     out.print(table)
@@ -86,9 +89,15 @@ def _row(p: Payment) -> dict[str, Any]:
         "address": p.address,
         "status": p.status,
         "late": p.late,
+        "overpaid": _overpaid(p),
         "createdAt": iso(p.created_ms),
         "expiresAt": iso(p.expires_ms),
     }
+
+
+def _overpaid(p: Payment) -> bool:
+    """Completed with more than it asked for (payment.overpaid, or an excess at completion)."""
+    return p.status == COMPLETED and p.received_micro > (p.amount_micro or 0)
 
 
 @app.command("show")

@@ -22,7 +22,13 @@ from watcher.db.models import Payment, Transfer
 from watcher.money import from_micro, json_number
 from watcher.payments.events import record_event
 from watcher.payments.settle import Credit, Due, Settlement, settle
-from watcher.payments.states import COMPLETED, FINAL_STATES, LATE_EVENT, REVERTED_EVENT
+from watcher.payments.states import (
+    COMPLETED,
+    FINAL_STATES,
+    LATE_EVENT,
+    OVERPAID_EVENT,
+    REVERTED_EVENT,
+)
 
 log = structlog.get_logger("watcher.payments.reconcile")
 
@@ -34,6 +40,7 @@ def due_of(payment: Payment) -> Due:
         expires_ms=payment.expires_ms,
         created_block=-1 if payment.created_block is None else payment.created_block,
         late_micro=payment.late_micro,
+        received_micro=payment.received_micro,
     )
 
 
@@ -88,7 +95,7 @@ async def resettle(
 
 async def apply(session: AsyncSession, payment: Payment, s: Settlement, now_ms: int) -> int:
     """Store the settlement on the payment and record its events, in order."""
-    before = (payment.status, payment.late_micro)
+    late_before, received_before = payment.late_micro, payment.received_micro
     payment.received_micro = s.received_micro
     payment.confirming_micro = s.confirming_micro
     for a in s.announcements:
@@ -97,7 +104,8 @@ async def apply(session: AsyncSession, payment: Payment, s: Settlement, now_ms: 
             payment.late_micro, payment.late = s.late_micro, s.late
         if a.status in FINAL_STATES and payment.final_ms is None:
             payment.final_ms = now_ms
-        await record_event(session, payment, a.event, now_ms, _details(a.event, s, before[1]))
+        details = _details(a.event, s, late_before, received_before)
+        await record_event(session, payment, a.event, now_ms, details)
         log.info(
             "payment." + a.event.removeprefix("payment."),
             payment_id=payment.id,
@@ -111,7 +119,14 @@ async def apply(session: AsyncSession, payment: Payment, s: Settlement, now_ms: 
     return len(s.announcements)
 
 
-def _details(event: str, s: Settlement, late_before: int) -> dict[str, Any] | None:
+def _details(
+    event: str, s: Settlement, late_before: int, received_before: int
+) -> dict[str, Any] | None:
+    if event == OVERPAID_EVENT:
+        return {
+            "overpaidUsdt": json_number(from_micro(s.received_micro - received_before)),
+            "excessUsdt": json_number(from_micro(s.excess_micro)),
+        }
     if event == LATE_EVENT:
         return {
             "lateUsdt": json_number(from_micro(s.late_micro - late_before)),

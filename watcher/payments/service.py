@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
@@ -14,7 +14,7 @@ from sqlmodel import col
 from watcher import jsonio
 from watcher.clock import Clock
 from watcher.config import Settings
-from watcher.db.models import ChainCursor, Payment
+from watcher.db.models import ChainCursor, Payment, Transfer
 from watcher.errors import (
     DuplicateRef,
     InvalidAmount,
@@ -25,10 +25,11 @@ from watcher.errors import (
     ProviderError,
 )
 from watcher.merchants import AuthedKey
-from watcher.money import canonical, to_kurus, to_micro, usdt_for_try
+from watcher.money import canonical, from_micro, to_kurus, to_micro, usdt_for_try
 from watcher.payments import limits
 from watcher.payments.events import record_event
 from watcher.payments.request import CreateRequest
+from watcher.payments.settle import DROPPED
 from watcher.payments.states import CANCELLED, PENDING
 from watcher.payments.switch import ensure_enabled
 from watcher.rates.base import Quote, RateSource
@@ -199,10 +200,29 @@ class PaymentService:
                 raise InvalidState(
                     f"only a pending payment can be cancelled; it is {payment.status}"
                 )
+            held = await _funds_seen(session, payment)
+            if held:
+                raise InvalidState(
+                    f"the payment has received {canonical(from_micro(held))} USDT (seen or "
+                    "final) and cannot be cancelled; let it complete or expire, and settle "
+                    "the funds with the payer"
+                )
             payment.status = CANCELLED
             await record_event(session, payment, "payment.cancelled", self._clock())
         log.info("payment_cancelled", payment_id=txn_id, merchant_id=key.merchant_id)
         return payment
+
+
+async def _funds_seen(session: AsyncSession, payment: Payment) -> int:
+    """Micro-USDT credited to the payment, final or only seen (not forked out). Read under
+    the payment's lock: a block committed before it is counted; one committing after finds
+    the payment cancelled and reports its funds as late, once."""
+    total = await session.scalar(
+        select(func.coalesce(func.sum(col(Transfer.amount_micro)), 0)).where(
+            col(Transfer.payment_id) == payment.id, col(Transfer.state) != DROPPED
+        )
+    )
+    return int(total or 0)
 
 
 def _storable(text: str | None) -> bool:

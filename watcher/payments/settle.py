@@ -16,7 +16,12 @@ Rules (docs/architecture.md#settlement):
 - `expired` once the deadline has passed both on the wall clock and on the chain as read
   (a block after the deadline has been walked), and no on-time transfer awaits finality.
 - Late funds (final, after the deadline) are recorded in `late_micro` and announced with
-  `payment.late` once the payment is closed; the status stays what it was.
+  `payment.late` once the payment is closed; the status stays what it was. A payment closed
+  without funds (cancelled, failed) keeps the sum it was closed with as received: only what
+  came on top of it is late, so no amount is ever reported twice.
+- Funds that reach a `completed` payment later (on time or within the late window) are added
+  to what it received and announced with `payment.overpaid`; the status stays `completed`.
+  Late funds announced before it completed stay late, not counted again.
 - A `confirming` payment whose funds vanish in a fork goes back to `pending` with
   `payment.reverted` (and may expire right after, in the same settlement).
 """
@@ -35,6 +40,7 @@ from watcher.payments.states import (
     FAILED,
     FINAL_STATES,
     LATE_EVENT,
+    OVERPAID_EVENT,
     PENDING,
     REVERTED_EVENT,
 )
@@ -54,6 +60,7 @@ class Due:
     expires_ms: int
     created_block: int
     late_micro: int = 0  # late funds already announced
+    received_micro: int = 0  # received as last stored (announced, once the payment is closed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,15 +143,32 @@ def _status(due: Due, s: _Sums, *, now_ms: int, chain_ms: int, tolerance_micro: 
     return PENDING
 
 
-def _announcements(due: Due, status: str, late_grew: bool) -> tuple[Announcement, ...]:
+def _announcements(
+    due: Due, status: str, *, late_grew: bool, overpaid: bool
+) -> tuple[Announcement, ...]:
     out: list[Announcement] = []
     if due.status == CONFIRMING and status in (PENDING, EXPIRED):
         out.append(Announcement(REVERTED_EVENT, PENDING))
     if status != due.status and status in EVENT_FOR_STATE:
         out.append(Announcement(EVENT_FOR_STATE[status], status))
+    if overpaid:
+        out.append(Announcement(OVERPAID_EVENT, status))
     if late_grew:
         out.append(Announcement(LATE_EVENT, status))
     return tuple(out)
+
+
+def _split(due: Due, status: str, s: _Sums) -> tuple[int, int]:
+    """(received, late) of a settled payment: every final unit counted in one of them once."""
+    if status == COMPLETED:
+        # Whatever came after the deadline adds to what it received; what was announced as
+        # late before it completed stays late.
+        return s.on_final + s.late_final - due.late_micro, due.late_micro
+    if status in CLOSED_WITHOUT_FUNDS:
+        # Every credit counts as late here (is_late); what it held when closed stays received.
+        kept = min(due.received_micro, s.late_final)
+        return kept, s.late_final - kept
+    return s.on_final, (s.late_final if status in FINAL_STATES else due.late_micro)
 
 
 def settle(
@@ -163,16 +187,17 @@ def settle(
     """
     s = _sums(due, credits)
     status = _status(due, s, now_ms=now_ms, chain_ms=chain_ms, tolerance_micro=tolerance_micro)
-    closed = status in FINAL_STATES
-    late_micro = s.late_final if closed else due.late_micro
-    late = late_micro > 0
-    excess = max(s.on_final - due.amount_micro, 0) if status == COMPLETED else 0
+    received, late_micro = _split(due, status, s)
+    excess = max(received - due.amount_micro, 0) if status == COMPLETED else 0
+    overpaid = due.status == COMPLETED and received > due.received_micro
     return Settlement(
         status=status,
-        received_micro=s.on_final,
+        received_micro=received,
         confirming_micro=s.on_seen + s.late_seen,
         late_micro=late_micro,
-        late=late,
+        late=late_micro > 0,
         excess_micro=excess,
-        announcements=_announcements(due, status, late_micro > due.late_micro),
+        announcements=_announcements(
+            due, status, late_grew=late_micro > due.late_micro, overpaid=overpaid
+        ),
     )

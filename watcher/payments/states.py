@@ -24,4 +24,7 @@ EVENT_FOR_STATE: Final = {
 }
 LATE_EVENT: Final = "payment.late"
 REVERTED_EVENT: Final = "payment.reverted"
-EVENT_TYPES: Final = frozenset({*EVENT_FOR_STATE.values(), LATE_EVENT, REVERTED_EVENT})
+OVERPAID_EVENT: Final = "payment.overpaid"
+EVENT_TYPES: Final = frozenset(
+    {*EVENT_FOR_STATE.values(), LATE_EVENT, REVERTED_EVENT, OVERPAID_EVENT}
+)
