@@ -140,6 +140,7 @@ def test_payments_show_is_a_table_unless_json(cfg: Path, db_url: str) -> None:
                 updated_ms=now,
                 expires_ms=now + 60_000,
                 address="TJRabPrwbZy45sbavfcjinPJC18kjpRTv8",
+                address_index=7,
                 amount_micro=281_690_000,
                 received_micro=100_000_000,
                 rate="35.5",
@@ -156,9 +157,12 @@ def test_payments_show_is_a_table_unless_json(cfg: Path, db_url: str) -> None:
     assert lines["test"] == ["no"]
     assert lines["amount"] == ["10000 TRY"]
     assert lines["received"] == ["100 USDT of 281.69"]
+    # where a restored wallet finds the funds (past its gap limit)
+    assert lines["address"] == ["TJRabPrwbZy45sbavfcjinPJC18kjpRTv8 (m/44'/195'/0'/0/7)"]
     code, out, _ = _run("--config", str(cfg), "payments", "show", "txn_show", "--json")
     detail = json.loads(out)
     assert (detail["status"], detail["late"], detail["livemode"]) == ("expired", True, True)
+    assert detail["addressIndex"] == 7
 
 
 def test_an_ignored_environment_variable_gets_a_warning(cfg: Path) -> None:

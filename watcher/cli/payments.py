@@ -87,6 +87,7 @@ def _row(p: Payment) -> dict[str, Any]:
         "amountUsdt": from_micro(p.amount_micro) if p.amount_micro is not None else None,
         "receivedUsdt": from_micro(p.received_micro),
         "address": p.address,
+        "addressIndex": p.address_index,  # hd mode: the wallet path m/44'/195'/0'/0/<index>
         "status": p.status,
         "late": p.late,
         "overpaid": _overpaid(p),
@@ -121,6 +122,7 @@ async def _detail(session: AsyncSession, payment_id: str) -> dict[str, Any] | No
         return None
     detail = snapshot(p, await payment_txids(session, p.id))
     detail["merchantId"] = p.merchant_id
+    detail["addressIndex"] = p.address_index
     detail["livemode"] = not p.sandbox
     detail["email"] = p.email
     detail["phone"] = p.phone
@@ -188,7 +190,7 @@ def _print_detail(d: dict[str, Any]) -> None:
     if crypto:
         received = f"{canonical(crypto['receivedUsdt'])} USDT of {canonical(crypto['amountUsdt'])}"
         lines += [
-            ("address", crypto["address"]),
+            ("address", _address(crypto["address"], d["addressIndex"])),
             ("rate", f"{canonical(crypto['rate'])} TRY/USDT"),
             ("received", received),
         ]
@@ -234,6 +236,10 @@ def _print_detail(d: dict[str, Any]) -> None:
             for c in d["callbacks"]
         ],
     )
+
+
+def _address(address: str, index: int | None) -> str:
+    return address if index is None else f"{address} (m/44'/195'/0'/0/{index})"
 
 
 def _last(code: int | None, error: str | None) -> str:
