@@ -209,3 +209,84 @@ async def test_a_pending_page_turns_expired_live_and_cancelled_and_unknown_have_
     response = await phone.goto(expired["paymentUrl"].rsplit("/", 1)[0] + "/txn_" + "0" * 32)
     assert response is not None and response.status == 404
     await expect(phone.get_by_role("heading", name="Payment not found")).to_be_visible()
+
+
+@pytest.fixture
+async def turkish_phone(browser: Browser) -> AsyncIterator[Page]:
+    """A phone whose browser asks for Turkish (Accept-Language: tr-TR)."""
+    context = await browser.new_context(
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=2,
+        is_mobile=True,
+        locale="tr-TR",
+        permissions=["clipboard-read", "clipboard-write"],
+    )
+    try:
+        yield await context.new_page()
+    finally:
+        await context.close()
+
+
+async def test_a_turkish_payer_sees_every_state_in_turkish_and_can_switch(
+    shop: tuple[Services, Create], turkish_phone: Page
+) -> None:
+    services, create = shop
+    page = turkish_phone
+    created = await create(amount=50000, externalRef="ORD-TR", returnUrl=RETURN_URL)
+    txn = created["transactionId"]
+    await page.goto(created["paymentUrl"])
+    await expect(page.locator("#status")).to_have_text("Ödeme bekleniyor")
+    await expect(page.locator("#amount")).to_have_text("1.408,45")  # tr-TR: 1408.45 USDT
+    await expect(page.locator(".try")).to_contain_text("50.000,00 TRY")
+    await expect(page.get_by_text("Yalnızca TRON (TRC20) ağında USDT gönderin.")).to_be_visible()
+    await page.get_by_role("button", name="Tutarı kopyala").click()
+    await expect(page.locator("button.copy-amount")).to_have_text("Kopyalandı")
+    assert await page.evaluate("() => navigator.clipboard.readText()") == "1408.45"
+    await _shot(page, "checkout-tr-pending.png")
+
+    await _set(services, txn, received_micro=1_000_000_000)  # live update, no reload
+    await expect(page.locator("#send-label")).to_have_text("Kısmen ödendi: kalan tutarı gönderin")
+    await expect(page.locator("#amount")).to_have_text("408,45")
+    await expect(page.locator("#received")).to_have_text("1.000,00 USDT")
+    await _shot(page, "checkout-tr-partial.png")
+
+    await _set(services, txn, status="confirming", confirming_micro=408_450_000)
+    await expect(page.locator("#status")).to_have_text("Onaylanıyor")
+    await expect(page.locator("#seen")).to_have_text("1.408,45")
+    await _shot(page, "checkout-tr-confirming.png")
+
+    await _set(services, txn, status="completed", received_micro=1_408_450_000, confirming_micro=0)
+    await expect(page.get_by_role("heading", name="Ödeme alındı")).to_be_visible()
+    await expect(page.locator("#paid")).to_have_text("1.408,45")
+    await expect(page.get_by_role("link", name="Siteye dön")).to_have_attribute("href", RETURN_URL)
+    await _shot(page, "checkout-tr-paid.png")
+
+    await page.get_by_role("link", name="English").click()  # the switch
+    await expect(page.get_by_role("heading", name="Payment received")).to_be_visible()
+    await expect(page.locator("#paid")).to_have_text("1408.45")
+    await _shot(page, "checkout-en-paid.png")
+
+    expired = await create(externalRef="ORD-TR-EXP")
+    await _set(
+        services,
+        expired["transactionId"],
+        status="expired",
+        received_micro=100_000_000,
+        late=True,
+        late_micro=50_000_000,
+    )
+    await page.goto(expired["paymentUrl"])
+    await expect(page.get_by_role("heading", name="Bu ödemenin süresi doldu")).to_be_visible()
+    await expect(page.locator("#kept")).to_contain_text("100,00 USDT")
+    await expect(page.locator("#late")).to_contain_text("50,00 USDT süre dolduktan sonra")
+    await _shot(page, "checkout-tr-expired.png")
+
+    cancelled = await create(externalRef="ORD-TR-CXL")
+    await _set(services, cancelled["transactionId"], status="cancelled")
+    await page.goto(cancelled["paymentUrl"])
+    await expect(page.get_by_role("heading", name="Bu ödeme iptal edildi")).to_be_visible()
+    await _shot(page, "checkout-tr-cancelled.png")
+
+    await page.goto(created["paymentUrl"].rsplit("/", 1)[0] + "/txn_" + "0" * 32)
+    await expect(page.get_by_role("heading", name="Ödeme bulunamadı")).to_be_visible()
+    await _shot(page, "checkout-tr-not-found.png")

@@ -199,3 +199,73 @@ async def test_a_cancelled_page_shows_funds_that_arrived_after_all(
         Decimal("20.00"),
         Decimal("0.00"),
     )
+
+
+TR = {"Accept-Language": "tr-TR,tr;q=0.9,en-US;q=0.8,en;q=0.7"}
+
+
+async def test_a_turkish_browser_gets_the_page_in_turkish_with_tr_numbers(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await add_payment(sessions, amount_kurus=1_408_451_00, amount_micro=396_747_887_324)
+    r = await client.get(f"/pay/{TXN}", headers=TR)
+    html = r.text
+    assert r.headers["content-language"] == "tr" and '<html lang="tr">' in html
+    assert "Ödeme bekleniyor" in html and "Tam olarak gönderin" in html
+    assert "1.408.451,00 <small>TRY</small>" in html  # tr-TR: dot groups, comma decimals
+    assert '<span id="amount">396.747,887324</span>' in html
+    assert "1 USDT = 35,5 TRY" in html
+    # what the copy button puts on the clipboard stays plain, for wallets to parse
+    assert 'data-copy="396747.887324"' in html
+    assert 'data-lang="tr"' in html and 'data-t-copied="Kopyalandı"' in html
+    assert f'data-status-url="/pay/{TXN}/status.json?lang=tr"' in html
+    st = jsonio.loads((await client.get(f"/pay/{TXN}/status.json?lang=tr")).content)
+    assert st["label"] == "Ödeme bekleniyor" and st["toSendUsdt"] == Decimal("396747.887324")
+
+
+@pytest.mark.parametrize(
+    ("accept", "query", "lang"),
+    [
+        ("tr-TR,tr;q=0.9", None, "tr"),
+        ("en-US,en;q=0.9,tr;q=0.8", None, "en"),
+        ("en;q=0.5, tr;q=0.9", None, "tr"),  # q weights, not order
+        ("de-DE,fr;q=0.9", None, "en"),  # neither offered: English
+        (None, None, "en"),
+        ("tr-TR", "en", "en"),  # the page's switch wins
+        ("en-US", "tr", "tr"),
+        ("tr-TR", "xx", "tr"),  # an unknown choice is ignored
+        ("tr;q=abc, en", None, "en"),  # a malformed weight counts as 0
+    ],
+)
+async def test_the_language_follows_the_switch_then_accept_language(
+    client: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    accept: str | None,
+    query: str | None,
+    lang: str,
+) -> None:
+    await add_payment(sessions)
+    headers = {"Accept-Language": accept} if accept else {}
+    params = {"lang": query} if query else {}
+    r = await client.get(f"/pay/{TXN}", headers=headers, params=params)
+    assert r.headers["content-language"] == lang and f'<html lang="{lang}">' in r.text
+    # the switch offers both, marking the current one
+    assert '<a href="?lang=tr" hreflang="tr" lang="tr"' in r.text
+    assert f'hreflang="{lang}" lang="{lang}" aria-current="true"' in r.text
+
+
+async def test_turkish_outcome_pages_escape_the_merchant_name(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await add_payment(
+        sessions, status="expired", received_micro=100_000_000, late=True, late_micro=5_000_000
+    )
+    html = (await client.get(f"/pay/{TXN}", headers=TR)).text
+    expired = html[html.index('data-show="expired"') :]
+    expired = expired[: expired.index("</section>")]
+    assert "Bu ödemenin süresi doldu" in expired
+    assert '281,69 USDT\'nin <strong><span id="kept-amount">100,00</span> USDT</strong>' in expired
+    assert '<strong><span id="late-amount">5,00</span> USDT</strong> süre dolduktan' in expired
+    assert "Kahve &lt;Dükkanı&gt; bilgilendirildi" in expired and "<Dükkanı>" not in html
+    missing = await client.get("/pay/txn_" + "cd" * 16, headers=TR)
+    assert missing.status_code == 404 and "Ödeme bulunamadı" in missing.text

@@ -4,7 +4,8 @@ Public (the id is the only secret: `txn_` + 128 random bits), so it shows only w
 needs: the merchant's name, the amounts, the address, the deadline and the status. The page
 is server-rendered; a small inline script polls status.json and switches between the open,
 paid, expired and cancelled views without a reload. The countdown runs on the server's idea
-of the time left, so a payer's wrong clock does not show a wrong deadline.
+of the time left, so a payer's wrong clock does not show a wrong deadline. It speaks Turkish
+or English (watcher.api.i18n): `?lang=`, else the browser's Accept-Language.
 """
 
 from __future__ import annotations
@@ -21,38 +22,23 @@ import segno
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 from sqlalchemy import select
 from sqlmodel import col
 
 from watcher import jsonio
+from watcher.api import i18n
 from watcher.clock import iso
 from watcher.db.models import Merchant, Payment
 from watcher.errors import NotFound
 from watcher.money import canonical, from_kurus, from_micro
-from watcher.payments.states import (
-    CANCELLED,
-    COMPLETED,
-    CONFIRMING,
-    EXPIRED,
-    FAILED,
-    OPEN_STATES,
-    PENDING,
-)
+from watcher.payments.states import OPEN_STATES
 from watcher.services import Services
 
 router = APIRouter()
 
 _ID = re.compile(r"txn_[0-9a-f]{16,36}")
 POLL_MS = 3000  # how often the page asks for the status; app.state.checkout_poll_ms overrides
-
-LABELS = {
-    PENDING: "Awaiting payment",
-    CONFIRMING: "Confirming",
-    COMPLETED: "Paid",
-    EXPIRED: "Expired",
-    CANCELLED: "Cancelled",
-    FAILED: "Failed",
-}
 
 
 @dataclass(frozen=True)
@@ -87,11 +73,14 @@ class CheckoutView:
     def expires_at_text(self) -> str:
         return datetime.fromtimestamp(self.expires_ms / 1000, tz=UTC).strftime("%H:%M UTC")
 
-    def status_json(self) -> dict[str, Any]:
+    def label(self, lang: str) -> str:
+        return i18n.MESSAGES[lang].get(self.status, self.status)
+
+    def status_json(self, lang: str) -> dict[str, Any]:
         return {
             "id": self.id,
             "status": self.status,
-            "label": LABELS.get(self.status, self.status),
+            "label": self.label(lang),
             "amountUsdt": self.amount_usdt,
             "receivedUsdt": self.received_usdt,
             "confirmingUsdt": self.confirming_usdt,
@@ -166,15 +155,28 @@ def _templates(request: Request) -> Environment:
             loader=PackageLoader("watcher.api", "templates"),
             autoescape=select_autoescape(default=True),
         )
-        env.filters["canonical"] = canonical
-        env.filters["plain"] = lambda d: format(d, "f")
-        env.filters["grouped"] = lambda d: f"{d:,.2f}"
+        env.filters["rate"] = lambda d, lang: i18n.plain(Decimal(canonical(d)), lang)
+        env.filters["plain"] = i18n.plain
+        env.filters["grouped"] = i18n.grouped
+        env.globals["span"] = _span
+        env.globals["languages"] = list(i18n.LANGUAGE_NAMES.items())
         request.app.state.checkout_templates = env
     return env
 
 
-def _headers(nonce: str) -> dict[str, str]:
+def _span(element_id: str, text: str) -> Markup:
+    """A number the page's script updates in place."""
+    return Markup('<span id="{}">{}</span>').format(element_id, text)
+
+
+def _language(request: Request) -> str:
+    return i18n.negotiate(request.query_params.get("lang"), request.headers.get("accept-language"))
+
+
+def _headers(nonce: str, lang: str) -> dict[str, str]:
     return {
+        "Content-Language": lang,
+        "Vary": "Accept-Language",
         "Cache-Control": "no-store",
         "Referrer-Policy": "no-referrer",
         "X-Content-Type-Options": "nosniff",
@@ -192,20 +194,24 @@ async def checkout_page(payment_id: str, request: Request) -> HTMLResponse:
     services: Services = request.app.state.services
     view = await _view(services, payment_id)
     nonce = secrets.token_urlsafe(16)
+    lang = _language(request)
     template = _templates(request).get_template("checkout.html")
+    t = i18n.translator(lang)
     if view is None:
-        html = template.render(view=None, nonce=nonce)
-        return HTMLResponse(html, status_code=404, headers=_headers(nonce))
+        html = template.render(view=None, nonce=nonce, lang=lang, t=t)
+        return HTMLResponse(html, status_code=404, headers=_headers(nonce, lang))
     qr = segno.make(view.address, error="m").svg_inline(scale=1, border=2, omitsize=True)
     html = template.render(
         view=view,
         qr=qr,
-        labels=LABELS,
+        label=view.label(lang),
         open_states=OPEN_STATES,
         poll_ms=getattr(request.app.state, "checkout_poll_ms", POLL_MS),
         nonce=nonce,
+        lang=lang,
+        t=t,
     )
-    return HTMLResponse(html, headers=_headers(nonce))
+    return HTMLResponse(html, headers=_headers(nonce, lang))
 
 
 @router.get("/pay/{payment_id}/status.json", include_in_schema=False)
@@ -214,7 +220,7 @@ async def checkout_status(payment_id: str, request: Request) -> Response:
     if view is None:
         raise NotFound("no such payment")
     return Response(
-        jsonio.dumps(view.status_json()),
+        jsonio.dumps(view.status_json(_language(request))),
         media_type="application/json",
         headers={"Cache-Control": "no-store"},
     )

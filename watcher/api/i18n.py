@@ -1,0 +1,185 @@
+"""The payer's language on the checkout page: Turkish or English.
+
+Chosen by `?lang=tr|en` (the page's switch) or else by the browser's Accept-Language (q
+weights honoured); a browser that asks for neither gets English. Messages are format strings
+whose arguments are escaped unless they are already markup (the template passes spans that
+the page's script updates). Numbers follow the language: `10.000,00` and `281,69` in Turkish
+(tr-TR), `10,000.00` and `281.69` in English. What a button copies stays plain (`281.69`):
+wallets parse that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from markupsafe import Markup
+
+LANGUAGES = ("tr", "en")
+DEFAULT = "en"
+LANGUAGE_NAMES = {"tr": "Türkçe", "en": "English"}
+
+MESSAGES: dict[str, dict[str, str]] = {
+    "en": {
+        "pending": "Awaiting payment",
+        "confirming": "Confirming",
+        "completed": "Paid",
+        "expired": "Expired",
+        "cancelled": "Cancelled",
+        "failed": "Failed",
+        "title": "Pay {merchant}",
+        "not_found_title": "Payment not found",
+        "not_found": "This payment link is not valid. Check the link the shop gave you, or "
+        "start the payment again from the shop.",
+        "test": "Test",
+        "send_exactly": "Send exactly",
+        "send_rest": "Partly paid: send the remaining",
+        "copy_amount": "Copy amount",
+        "copy_address": "Copy address",
+        "copied": "Copied",
+        "qr": "QR code of the deposit address",
+        "to_address": "to this TRON (TRC20) address",
+        "warn": "<strong>USDT on TRON (TRC20) only.</strong> Other coins, or USDT sent over "
+        "another network (ERC20, BEP20, …), cannot be recovered. Send the exact amount shown; "
+        "exchange withdrawal fees must not be deducted from it.",
+        "seen": "Seen on the network",
+        "seen_note": "The full amount has arrived and is waiting for confirmations. Nothing "
+        "more to send; keep this page open.",
+        "rate": "Rate",
+        "total": "Total",
+        "received": "Received",
+        "time_left": "Time left",
+        "time_up": "Time is up",
+        "noscript": "Pay before {time}. Reload this page to see the status.",
+        "paid_title": "Payment received",
+        "paid": "{usdt} USDT received for {amount} TRY. Thank you!",
+        "return": "Return to site",
+        "back": "Back to site",
+        "expired_title": "This payment has expired",
+        "expired_text": "The time to pay has run out. Do not send funds to this address; start "
+        "a new payment from the shop.",
+        "kept": "<strong>{usdt} USDT</strong> of {total} USDT arrived before the deadline. "
+        "{merchant} has been told and will settle it with you.",
+        "late": "<strong>{usdt} USDT</strong> arrived after the deadline. {merchant} has been "
+        "told and will settle it with you.",
+        "cancelled_title": "This payment was cancelled",
+        "cancelled_text": "Do not send funds to this address.",
+        "cancelled_kept": "<strong>{usdt} USDT</strong> had arrived before it was cancelled. "
+        "{merchant} has been told and will settle it with you.",
+        "cancelled_late": "<strong>{usdt} USDT</strong> arrived after the payment was "
+        "cancelled. {merchant} has been told and will settle it with you.",
+        "failed_title": "This payment failed",
+        "failed_text": "Start a new payment from the shop.",
+        "footer": "Payment {id} · USDT-TRC20",
+        "language": "Language",
+    },
+    "tr": {
+        "pending": "Ödeme bekleniyor",
+        "confirming": "Onaylanıyor",
+        "completed": "Ödendi",
+        "expired": "Süresi doldu",
+        "cancelled": "İptal edildi",
+        "failed": "Başarısız",
+        "title": "{merchant} ödemesi",
+        "not_found_title": "Ödeme bulunamadı",
+        "not_found": "Bu ödeme bağlantısı geçerli değil. Mağazanın verdiği bağlantıyı kontrol "
+        "edin ya da ödemeyi mağazadan yeniden başlatın.",
+        "test": "Test",
+        "send_exactly": "Tam olarak gönderin",
+        "send_rest": "Kısmen ödendi: kalan tutarı gönderin",
+        "copy_amount": "Tutarı kopyala",
+        "copy_address": "Adresi kopyala",
+        "copied": "Kopyalandı",
+        "qr": "Yatırma adresinin QR kodu",
+        "to_address": "şu TRON (TRC20) adresine",
+        "warn": "<strong>Yalnızca TRON (TRC20) ağında USDT gönderin.</strong> Başka coinler ya "
+        "da başka bir ağdan (ERC20, BEP20, …) gönderilen USDT geri alınamaz. Gösterilen "
+        "tutarın tamamını gönderin; borsanın çekim ücreti bu tutardan düşülmemelidir.",
+        "seen": "Ağda görüldü",
+        "seen_note": "Tutarın tamamı ulaştı ve onay bekliyor. Başka bir şey göndermeniz "
+        "gerekmiyor; bu sayfayı açık tutun.",
+        "rate": "Kur",
+        "total": "Toplam",
+        "received": "Alınan",
+        "time_left": "Kalan süre",
+        "time_up": "Süre doldu",
+        "noscript": "{time} saatinden önce ödeyin. Durumu görmek için sayfayı yenileyin.",
+        "paid_title": "Ödeme alındı",
+        "paid": "{amount} TRY karşılığında {usdt} USDT alındı. Teşekkürler!",
+        "return": "Siteye dön",
+        "back": "Siteye geri dön",
+        "expired_title": "Bu ödemenin süresi doldu",
+        "expired_text": "Ödeme süresi sona erdi. Bu adrese para göndermeyin; mağazadan yeni "
+        "bir ödeme başlatın.",
+        "kept": "Süre dolmadan {total} USDT'nin <strong>{usdt} USDT</strong> kadarı ulaştı. "
+        "{merchant} bilgilendirildi ve bu tutarı sizinle halledecek.",
+        "late": "<strong>{usdt} USDT</strong> süre dolduktan sonra ulaştı. {merchant} "
+        "bilgilendirildi ve bu tutarı sizinle halledecek.",
+        "cancelled_title": "Bu ödeme iptal edildi",
+        "cancelled_text": "Bu adrese para göndermeyin.",
+        "cancelled_kept": "İptal edilmeden önce <strong>{usdt} USDT</strong> ulaşmıştı. "
+        "{merchant} bilgilendirildi ve bu tutarı sizinle halledecek.",
+        "cancelled_late": "<strong>{usdt} USDT</strong> ödeme iptal edildikten sonra ulaştı. "
+        "{merchant} bilgilendirildi ve bu tutarı sizinle halledecek.",
+        "failed_title": "Bu ödeme başarısız oldu",
+        "failed_text": "Mağazadan yeni bir ödeme başlatın.",
+        "footer": "Ödeme {id} · USDT-TRC20",
+        "language": "Dil",
+    },
+}
+
+
+def negotiate(query: str | None, accept_language: str | None) -> str:
+    """`tr` or `en`: the explicit choice, else the best match of Accept-Language."""
+    if query in LANGUAGES:
+        return str(query)
+    best, best_q = DEFAULT, 0.0
+    for item in (accept_language or "").split(",")[:20]:
+        tag, _, params = item.strip().partition(";")
+        language = tag.strip().lower().split("-")[0]
+        if language not in LANGUAGES:
+            continue
+        q = _quality(params)
+        if q > best_q:
+            best, best_q = language, q
+    return best
+
+
+def _quality(params: str) -> float:
+    for param in params.split(";"):
+        name, _, value = param.strip().partition("=")
+        if name.strip() == "q":
+            try:
+                return max(0.0, min(1.0, float(value)))
+            except ValueError:
+                return 0.0
+    return 1.0
+
+
+def translator(lang: str) -> Callable[..., Markup]:
+    """`t("kept", usdt=…, merchant=…)`: the message in `lang`, arguments escaped."""
+    messages = MESSAGES[lang]
+
+    def t(key: str, **args: Any) -> Markup:
+        return Markup(messages[key]).format(**args)
+
+    return t
+
+
+def grouped(amount: Decimal, lang: str) -> str:
+    """TRY: two decimals, thousands grouped: `10,000.00` / `10.000,00`."""
+    return _local(f"{amount:,.2f}", lang)
+
+
+def plain(amount: Decimal, lang: str) -> str:
+    """USDT as given (a pool tag may use 6 decimals): `14084.51` / `14.084,51`."""
+    if lang == "en":
+        return format(amount, "f")
+    return _local(format(amount, ",f"), lang)
+
+
+def _local(english: str, lang: str) -> str:
+    if lang != "tr":
+        return english
+    return english.replace(",", "\0").replace(".", ",").replace("\0", ".")
