@@ -66,6 +66,14 @@ def request_parts(job: Job, timestamp: str) -> tuple[bytes, dict[str, str]]:
     return body, headers
 
 
+def _storable(error: str | None) -> str | None:
+    """An error text any database takes (no NUL, no lone surrogate): a mark that cannot be
+    stored would leave the attempt unrecorded, and the callback looping on its lease."""
+    if error is None:
+        return None
+    return error.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
 class Sender:
     def __init__(self, http: httpx.AsyncClient, settings: CallbackSettings) -> None:
         self._http = http
@@ -89,7 +97,7 @@ class Sender:
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:500] if str(exc) else type(exc).__name__
         duration_ms = round((time.monotonic() - t0) * 1000)
-        return Outcome(error is None, started_ms, duration_ms, code, error)
+        return Outcome(error is None, started_ms, duration_ms, code, _storable(error))
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         target = await pin(url, self._allow_private)
