@@ -30,10 +30,10 @@ from watcher.db.engine import create_engine, is_sqlite, sqlite_path
 from watcher.db.migrate import upgrade
 from watcher.locks import LeaderElected, PgLeaderLock, SqliteInstanceLock
 from watcher.metrics import Metrics
-from watcher.payments.expiry import Expirer
 from watcher.services import Services, build_services
 from watcher.systemd import Notifier, Watchdog
 from watcher.tron.client import TronClient
+from watcher.tron.expiry import Expirer
 from watcher.tron.follower import Follower, ensure_start_cursor
 
 log = structlog.get_logger("watcher.daemon")

@@ -13,6 +13,7 @@ from watcher import rates, wallets
 from watcher.clock import Clock, now_ms
 from watcher.config import Settings
 from watcher.db.engine import create_engine, session_factory
+from watcher.methods import blocks, build_methods
 from watcher.payments.service import PaymentService
 from watcher.rates.base import RateSource
 from watcher.secrets import SecretBox, open_box
@@ -32,9 +33,8 @@ class Services:
     payments: PaymentService = field(init=False)
 
     def __post_init__(self) -> None:
-        self.payments = PaymentService(
-            self.settings, self.sessions, self.rates, self.addresses, self.clock
-        )
+        methods = build_methods(self.settings, self.rates, self.addresses)
+        self.payments = PaymentService(self.settings, self.sessions, methods, blocks, self.clock)
 
     async def close(self) -> None:
         await self.http.aclose()

@@ -29,10 +29,10 @@ from watcher.devchain.chain import DevChain
 from watcher.devchain.server import DevChainServer
 from watcher.logs import configure_logging
 from watcher.merchants import create_merchant
-from watcher.payments.expiry import Expirer
 from watcher.secrets import load_box, new_id
 from watcher.tron.address import to_base58
 from watcher.tron.client import NodeError, TronClient
+from watcher.tron.expiry import Expirer
 from watcher.tron.follower import Follower, ensure_start_cursor
 
 T0 = 1_800_000_000_000  # the devchain's first block timestamp

@@ -15,7 +15,7 @@ from sqlmodel import col
 from tests.integration.chainkit import LAG, USDT_10, Rig, cli
 from watcher import jsonio
 from watcher.db.models import Callback, PaymentEvent
-from watcher.payments.expiry import Expirer
+from watcher.tron.expiry import Expirer
 
 pytestmark = pytest.mark.asyncio
 

@@ -9,13 +9,16 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from watcher import jsonio
 from watcher.config import Settings
 from watcher.db.models import Callback, CallbackAttempt, Payment, PaymentEvent
 from watcher.merchants import Credentials, create_merchant
 from watcher.money import to_kurus, to_micro, usdt_for_try
-from watcher.payments.events import record_event, snapshot
+from watcher.payments.events import record_event
 from watcher.payments.states import EVENT_FOR_STATE
+from watcher.payments.view import payment_json
 from watcher.secrets import SecretBox, new_id
+from watcher.tron.view import crypto_block
 
 RATE = Decimal("35.50")
 ADDRESS = "TXj9Qm1kGkq3a7bVx5v8d3X1nQ2sS5tWcK"
@@ -51,7 +54,8 @@ async def add_event(
     payment = _payment(merchant_id, url, now, ref, amount, full_name, status, provider, metadata)
     session.add(payment)
     await session.flush()
-    return await record_event(session, payment, EVENT_FOR_STATE[status], now)
+    block = crypto_block(payment, []) if provider == "crypto" else None
+    return await record_event(session, payment, EVENT_FOR_STATE[status], now, block=block)
 
 
 def _payment(
@@ -110,7 +114,7 @@ async def bulk_events(
 ) -> list[str]:
     """`count` completed payments with their events and callbacks, inserted in bulk.
 
-    The same rows record_event writes (its snapshot, stored the way it stores it), without a
+    The same rows record_event writes (the payment's JSON, stored the way it stores it), without a
     flush per payment: for tests and benches that need thousands. Returns the eventIds.
     """
     payments, events, callbacks = [], [], []
@@ -118,7 +122,7 @@ async def bulk_events(
         payment = _payment(merchant_id, url, now, f"{prefix}-{i}", Decimal("1000.00"))
         payment.next_sequence = 2
         event_id = new_id("evt_")
-        data = json.dumps(snapshot(payment, []), default=str, ensure_ascii=False)
+        data = jsonio.dumps(payment_json(payment, crypto_block(payment, [])))
         payments.append(payment.model_dump())
         events.append(
             {

@@ -7,7 +7,8 @@ import dataclasses
 from hypothesis import given
 from hypothesis import strategies as st
 
-from watcher.payments.settle import DROPPED, FINAL, SEEN, Credit, Due, Settlement, settle
+from watcher.tron.settle import Credit, Due, Settlement, settle
+from watcher.tron.transfers import DROPPED, FINAL, SEEN
 
 T0 = 1_700_000_000_000
 DEADLINE = T0 + 30 * 60_000

@@ -115,13 +115,13 @@ async def _view(services: Services, payment_id: str) -> CheckoutView | None:
             await session.execute(
                 select(Payment, col(Merchant.name))
                 .join(Merchant, col(Merchant.id) == col(Payment.merchant_id))
-                .where(col(Payment.id) == payment_id, col(Payment.provider) == "crypto")
+                .where(col(Payment.id) == payment_id)
             )
         ).first()
     if row is None:
         return None
     p, merchant = row
-    if not p.address:
+    if not p.address:  # the page of a payment paid to a deposit address
         return None
     amount = p.amount_micro or 0
     due = max(0, amount - p.received_micro - p.confirming_micro)

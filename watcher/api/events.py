@@ -65,7 +65,7 @@ async def list_events(
     last = events[-1].id if events else start
     body = {
         "success": True,
-        "events": [event_view(e) for e in events],
+        "events": [event_view(e, livemode=not merchant.sandbox) for e in events],
         "next": str(last or ""),
         "hasMore": len(events) == limit,
     }

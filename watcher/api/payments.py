@@ -9,9 +9,10 @@ from fastapi import APIRouter, Request
 from watcher import jsonio
 from watcher.api.auth import CurrentMerchant, ServicesDep
 from watcher.api.responses import DecimalJSONResponse, created_body, transaction_body
+from watcher.db.models import Payment
 from watcher.errors import InvalidRequest
-from watcher.payments.events import payment_txids
 from watcher.payments.request import parse_create
+from watcher.services import Services
 
 router = APIRouter(prefix="/api/payment", default_response_class=DecimalJSONResponse)
 
@@ -44,7 +45,14 @@ async def create_payment(
         allow_private_urls=settings.callbacks.allow_private_urls,
     )
     result = await services.payments.create(merchant, req)
-    return DecimalJSONResponse(created_body(result.payment, services.settings.public_url()))
+    public_url = services.settings.public_url()
+    return DecimalJSONResponse(created_body(result.payment, result.method, public_url))
+
+
+async def _status(services: Services, payment: Payment) -> DecimalJSONResponse:
+    async with services.sessions() as session:
+        block = await services.payments.block(session, payment)
+    return DecimalJSONResponse(transaction_body(payment, block))
 
 
 @router.get("/status")
@@ -55,9 +63,7 @@ async def payment_status(
     externalRef: str | None = None,
 ) -> DecimalJSONResponse:
     payment = await services.payments.get(merchant, txn_id=transactionId, ref=externalRef)
-    async with services.sessions() as session:
-        txids = await payment_txids(session, payment.id)
-    return DecimalJSONResponse(transaction_body(payment, txids))
+    return await _status(services, payment)
 
 
 @router.post("/{transaction_id}/cancel")
@@ -65,6 +71,4 @@ async def cancel_payment(
     transaction_id: str, merchant: CurrentMerchant, services: ServicesDep
 ) -> DecimalJSONResponse:
     payment = await services.payments.cancel(merchant, transaction_id)
-    async with services.sessions() as session:
-        txids = await payment_txids(session, payment.id)
-    return DecimalJSONResponse(transaction_body(payment, txids))
+    return await _status(services, payment)

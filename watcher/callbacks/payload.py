@@ -1,9 +1,9 @@
-"""The callback payload (docs/merchant-api.md#callbacks), built from the event row's snapshot
-of the payment.
+"""The callback payload (docs/merchant-api.md#callbacks), built from the event row's copy of
+the payment's JSON.
 
-Every attempt of a callback carries the same facts (the snapshot taken when the event was
-recorded); only `timestamp` (the signing time of this attempt) and `signature` change.
-Amounts go out as exact JSON numbers (watcher.jsonio), never through float.
+Every attempt of a callback carries the same facts (the payment's JSON as the event stored
+it, watcher.payments.view); only `timestamp` (the signing time of this attempt) and
+`signature` change. Amounts go out as exact JSON numbers (watcher.jsonio), never through float.
 """
 
 from __future__ import annotations
@@ -16,54 +16,55 @@ from watcher.callbacks.signing import sign
 from watcher.clock import iso
 from watcher.db.models import PaymentEvent
 from watcher.money import json_number
-
-# Money fields of the snapshot: stored as strings or numbers, always sent as JSON numbers.
-_CRYPTO_AMOUNTS = ("amountUsdt", "receivedUsdt", "rate", "lateUsdt")
-_CRYPTO_FIELDS = ("txids", "amountUsdt", "receivedUsdt", "rate", "network", "address", "lateUsdt")
+from watcher.payments.view import exact_numbers, is_money
 
 
-def _number(value: Any) -> Decimal:
-    return json_number(Decimal(str(value)))
+def event_view(event: PaymentEvent, *, livemode: bool | None = None) -> dict[str, Any]:
+    """The event as merchants see it (GET /api/events and, signed, the callback body): the
+    payment's JSON as the event stored it, under the event's name, id and sequence.
 
-
-def event_view(event: PaymentEvent) -> dict[str, Any]:
-    """The event as merchants see it (GET /api/events and, signed, the callback body)."""
+    `livemode`: the payment's mode, which wins over the stored copy (events stored before
+    the payment's JSON carried it have none).
+    """
     data = jsonio.loads(event.data_json or "{}")
+    details = data.pop("details", None)
+    if livemode is not None:
+        data["livemode"] = livemode
     view: dict[str, Any] = {
         "event": event.type,
         "eventId": event.event_id,
         "sequence": event.sequence,
-        "transactionId": data["transactionId"],
-        "externalRef": data["externalRef"],
+        "transactionId": data.pop("transactionId"),
+        "externalRef": data.pop("externalRef"),
         "status": event.status,
-        "amount": _number(data["amount"]),
-        "currency": data.get("currency", "TRY"),
-        "fullName": data.get("fullName", ""),
+        "amount": _exact("amount", data.pop("amount")),
+        "currency": data.pop("currency", "TRY"),
+        "fullName": data.pop("fullName", ""),
         "occurredAt": iso(event.created_ms),
-        "metadata": data.get("metadata") or {},
+        "metadata": data.pop("metadata", None) or {},
     }
-    crypto = data.get("crypto")
-    if isinstance(crypto, dict):
-        view["crypto"] = _crypto(crypto)
-    if "details" in data:
-        view["details"] = data["details"]
+    data.pop("status", None)
+    for key, value in data.items():
+        view[key] = _exact(key, value)
+    if details is not None:
+        view["details"] = details
     return view
 
 
-def _crypto(crypto: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key in _CRYPTO_FIELDS:
-        if key not in crypto:
-            continue
-        value = crypto[key]
-        out[key] = _number(value) if key in _CRYPTO_AMOUNTS and value is not None else value
-    out.setdefault("txids", [])
-    return out
+def _exact(key: str, value: Any) -> Any:
+    """Money as exact JSON numbers, also in a method's block; metadata stays as sent."""
+    if key == "metadata" or value is None:
+        return value
+    if isinstance(value, dict):
+        return exact_numbers(value)
+    return json_number(Decimal(str(value))) if is_money(key) else value
 
 
-def callback_payload(event: PaymentEvent, secret: str, timestamp: str) -> dict[str, Any]:
+def callback_payload(
+    event: PaymentEvent, secret: str, timestamp: str, *, livemode: bool | None = None
+) -> dict[str, Any]:
     """The signed payload of one attempt; `timestamp` is that attempt's X-Timestamp string."""
-    view = event_view(event)
+    view = event_view(event, livemode=livemode)
     fields = (view["transactionId"], view["externalRef"], view["status"], view["amount"])
     signature = sign(secret, *fields, timestamp)
     payload: dict[str, Any] = {}

@@ -18,9 +18,10 @@ from watcher.cli.unmatched import assign_transfer, unmatched
 from watcher.clock import iso
 from watcher.db.models import Callback as CallbackRow
 from watcher.db.models import CallbackAttempt, Payment, PaymentEvent, Transfer
+from watcher.methods import blocks
 from watcher.money import canonical, from_kurus, from_micro
-from watcher.payments.events import payment_txids, snapshot
 from watcher.payments.states import ALL_STATES, COMPLETED
+from watcher.payments.view import payment_json
 
 app = group()
 R = TypeVar("R")
@@ -77,6 +78,7 @@ def list_(
 
 
 def _row(p: Payment) -> dict[str, Any]:
+    """One line of the list: a flat summary for operators (the payment's JSON is `show`)."""
     return {
         "id": p.id,
         "merchantId": p.merchant_id,
@@ -120,10 +122,9 @@ async def _detail(session: AsyncSession, payment_id: str) -> dict[str, Any] | No
     p = await session.get(Payment, payment_id)
     if p is None:
         return None
-    detail = snapshot(p, await payment_txids(session, p.id))
+    detail = payment_json(p, (await blocks(session, [p])).get(p.id))
     detail["merchantId"] = p.merchant_id
     detail["addressIndex"] = p.address_index
-    detail["livemode"] = not p.sandbox
     detail["email"] = p.email
     detail["phone"] = p.phone
     detail["callbackUrl"] = p.callback_url
@@ -184,8 +185,16 @@ def _print_detail(d: dict[str, Any]) -> None:
         ("late", yes_no(d["late"])),
         ("test", yes_no(not d["livemode"])),
         ("amount", f"{canonical(d['amount'])} {d['currency']}"),
-        ("provider", d["provider"]),
+        ("method", d["method"]),
     ]
+    provider = d["provider"]
+    if isinstance(provider, dict):
+        paid = provider.get("paidAmount")
+        lines += [
+            ("provider", provider["name"]),
+            ("reference", provider.get("reference") or "-"),
+            ("paid", "-" if paid is None else f"{canonical(paid)} TRY"),
+        ]
     crypto = d.get("crypto")
     if crypto:
         received = f"{canonical(crypto['receivedUsdt'])} USDT of {canonical(crypto['amountUsdt'])}"

@@ -1,12 +1,16 @@
-"""Payment creation (idempotent on externalRef), status lookup and cancellation."""
+"""Payment creation (idempotent on externalRef), status lookup and cancellation.
+
+What a payment needs beyond the fields every payment has (a rate and an address, a
+provider's payment page) is its method's business (watcher.payments.methods).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
@@ -14,38 +18,32 @@ from sqlmodel import col
 from watcher import jsonio
 from watcher.clock import Clock
 from watcher.config import Settings
-from watcher.db.models import ChainCursor, Payment, Transfer
+from watcher.db.models import Payment
 from watcher.errors import (
     DuplicateRef,
-    InvalidAmount,
     InvalidRequest,
     InvalidState,
     LimitExceeded,
     NotFound,
-    ProviderError,
 )
 from watcher.merchants import AuthedKey
-from watcher.money import canonical, from_micro, to_kurus, to_micro, usdt_for_try
+from watcher.money import canonical, to_kurus
 from watcher.payments import limits
 from watcher.payments.events import record_event
+from watcher.payments.methods import Block, Describe, Opener, PaymentMethod
 from watcher.payments.request import CreateRequest
-from watcher.payments.settle import DROPPED
 from watcher.payments.states import CANCELLED, PENDING
 from watcher.payments.switch import ensure_enabled
-from watcher.rates.base import Quote, RateSource
 from watcher.secrets import new_id
-from watcher.wallets.base import AddressAllocator
 
 log = structlog.get_logger("watcher.payments")
-
-# The smallest USDT amount a payment may ask for: below a cent the amount rounds to nothing.
-MIN_USDT = Decimal("0.01")
 
 
 @dataclass(frozen=True)
 class Created:
     payment: Payment
     created: bool  # False: an idempotent replay of an earlier request
+    method: PaymentMethod
 
 
 class PaymentService:
@@ -53,28 +51,32 @@ class PaymentService:
         self,
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
-        rates: RateSource,
-        addresses: AddressAllocator,
+        methods: Mapping[str, PaymentMethod],
+        describe: Describe,
         clock: Clock,
     ):
         self._settings = settings
         self._sessions = sessions
-        self._rates = rates
-        self._addresses = addresses
+        self._methods = methods
+        self._describe = describe
         self._clock = clock
 
+    async def block(self, session: AsyncSession, payment: Payment) -> Block | None:
+        """The payment method's part of the payment's JSON, as of now."""
+        return (await self._describe(session, [payment])).get(payment.id)
+
     async def create(self, key: AuthedKey, req: CreateRequest) -> Created:
+        method = self._methods.get(req.provider)
+        if method is None:
+            raise InvalidRequest(f"provider {req.provider!r} is not enabled on this server")
         existing = await self._existing(key, req)
         if existing is not None:
-            return Created(existing, created=False)
-        if req.provider != "crypto":
-            raise InvalidRequest(f"provider {req.provider!r} is not enabled on this server")
-        quote = await self._rates.quote()  # network I/O stays outside the transaction
-        usdt = self._usdt_due(req, quote)
+            return Created(existing, False, method)
+        opener = await method.prepare(key, req)  # network I/O stays outside the transaction
         try:
             async with self._sessions() as session, session.begin():
                 await ensure_enabled(session)
-                payment = await self._insert(session, key, req, quote, usdt)
+                payment = await self._insert(session, key, req, opener)
         except (IntegrityError, LimitExceeded):
             # A concurrent request with the same ref won the insert: answer with its payment.
             # Its payment may also be what now fills the customer's limit, so a limit refusal
@@ -82,7 +84,7 @@ class PaymentService:
             existing = await self._existing(key, req)
             if existing is None:
                 raise
-            return Created(existing, created=False)
+            return Created(existing, False, method)
         log.info(
             "payment_created",
             payment_id=payment.id,
@@ -90,7 +92,7 @@ class PaymentService:
             provider=payment.provider,
             amount_try=canonical(req.amount),
         )
-        return Created(payment, created=True)
+        return Created(payment, True, method)
 
     async def _existing(self, key: AuthedKey, req: CreateRequest) -> Payment | None:
         async with self._sessions() as session:
@@ -104,22 +106,8 @@ class PaymentService:
             )
         return payment
 
-    def _usdt_due(self, req: CreateRequest, quote: Quote) -> Decimal:
-        usdt = usdt_for_try(req.amount, quote.price, self._settings.rates.spread_percent)
-        if usdt < MIN_USDT:
-            raise InvalidAmount(
-                f"amount is below {canonical(MIN_USDT)} USDT at the current rate "
-                f"({canonical(quote.price)} TRY per USDT)"
-            )
-        return usdt
-
     async def _insert(
-        self,
-        session: AsyncSession,
-        key: AuthedKey,
-        req: CreateRequest,
-        quote: Quote,
-        usdt: Decimal,
+        self, session: AsyncSession, key: AuthedKey, req: CreateRequest, opener: Opener
     ) -> Payment:
         now = self._clock()
         await limits.check(
@@ -130,9 +118,6 @@ class PaymentService:
             merchant_id=key.merchant_id,
             sandbox=key.sandbox,
         )
-        head = await _seen_head(session)
-        ttl_ms = int(Decimal(str(self._settings.rates.quote_ttl_min)) * 60_000)
-        expires = now + ttl_ms
         payment = Payment(
             id=new_id("txn_"),
             merchant_id=key.merchant_id,
@@ -152,21 +137,11 @@ class PaymentService:
             status=PENDING,
             created_ms=now,
             updated_ms=now,
-            expires_ms=expires,
-            rate=canonical(quote.price),
-            created_block=head,
+            expires_ms=now,  # the method sets the deadline
         )
+        await opener(session, payment)
         session.add(payment)
         await session.flush()  # the unique (merchant, mode, ref) constraint fires here
-        late_ms = int(Decimal(str(self._settings.tron.late_window_h)) * 3_600_000)
-        allocation = await self._addresses.allocate(
-            session, payment.id, to_micro(usdt), expires + late_ms
-        )
-        payment.address = allocation.address
-        payment.address_index = allocation.index
-        payment.amount_micro = allocation.amount_micro
-        session.add(payment)
-        await session.flush()
         return payment
 
     async def get(self, key: AuthedKey, *, txn_id: str | None, ref: str | None) -> Payment:
@@ -200,29 +175,18 @@ class PaymentService:
                 raise InvalidState(
                     f"only a pending payment can be cancelled; it is {payment.status}"
                 )
-            held = await _funds_seen(session, payment)
+            method = self._methods.get(payment.provider)
+            held = await method.funds_held(session, payment) if method else None
             if held:
                 raise InvalidState(
-                    f"the payment has received {canonical(from_micro(held))} USDT (seen or "
-                    "final) and cannot be cancelled; let it complete or expire, and settle "
-                    "the funds with the payer"
+                    f"the payment has received {held} and cannot be cancelled; let it complete "
+                    "or expire, and settle the funds with the payer"
                 )
             payment.status = CANCELLED
-            await record_event(session, payment, "payment.cancelled", self._clock())
+            block = await self.block(session, payment)
+            await record_event(session, payment, "payment.cancelled", self._clock(), block=block)
         log.info("payment_cancelled", payment_id=txn_id, merchant_id=key.merchant_id)
         return payment
-
-
-async def _funds_seen(session: AsyncSession, payment: Payment) -> int:
-    """Micro-USDT credited to the payment, final or only seen (not forked out). Read under
-    the payment's lock: a block committed before it is counted; one committing after finds
-    the payment cancelled and reports its funds as late, once."""
-    total = await session.scalar(
-        select(func.coalesce(func.sum(col(Transfer.amount_micro)), 0)).where(
-            col(Transfer.payment_id) == payment.id, col(Transfer.state) != DROPPED
-        )
-    )
-    return int(total or 0)
 
 
 def _storable(text: str | None) -> bool:
@@ -249,11 +213,3 @@ async def _by_ref(session: AsyncSession, key: AuthedKey, ref: str) -> Payment | 
             )
         )
     ).scalar_one_or_none()
-
-
-async def _seen_head(session: AsyncSession) -> int:
-    """The head block at creation: transfers at or below it never count for the payment."""
-    cursor = await session.get(ChainCursor, "seen")
-    if cursor is None:
-        raise ProviderError("the chain follower has not started yet; try again shortly")
-    return cursor.block_number

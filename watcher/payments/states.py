@@ -14,6 +14,8 @@ FAILED: Final = "failed"
 OPEN_STATES: Final = frozenset({PENDING, CONFIRMING})
 FINAL_STATES: Final = frozenset({COMPLETED, EXPIRED, CANCELLED, FAILED})
 ALL_STATES: Final = OPEN_STATES | FINAL_STATES
+# Closed before any money arrived: funds that come later are late, whatever the time.
+CLOSED_WITHOUT_FUNDS: Final = frozenset({CANCELLED, FAILED})
 
 EVENT_FOR_STATE: Final = {
     CONFIRMING: "payment.confirming",

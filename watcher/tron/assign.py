@@ -27,9 +27,10 @@ from sqlmodel import col
 
 from watcher.db.engine import transaction
 from watcher.db.models import Payment, PaymentEvent, Transfer
-from watcher.payments.reconcile import resettle
-from watcher.payments.settle import CLOSED_WITHOUT_FUNDS, FINAL
+from watcher.payments.states import CLOSED_WITHOUT_FUNDS
 from watcher.tron import cursors
+from watcher.tron.reconcile import resettle
+from watcher.tron.transfers import FINAL
 
 log = structlog.get_logger("watcher.tron.assign")
 

@@ -17,7 +17,7 @@ A step does the first of:
    must match the block (count, block number and timestamp, txids when known): a lagging
    node answering a partial or empty list is retried, never read as "no transfers".
    Transfers are matched (tron.matching), recorded once per (txid, log index), and the
-   payments they touch are re-settled (payments.settle) in the same transaction.
+   payments they touch are re-settled (tron.settle) in the same transaction.
 
 On node errors the step raises, the loop backs off with full jitter and retries the same
 block; the client fails over between endpoints. Heads are polled with headers only
@@ -39,7 +39,7 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
@@ -47,16 +47,17 @@ from sqlmodel import col
 from watcher.clock import Clock, now_ms
 from watcher.config import Settings
 from watcher.db.engine import transaction
+from watcher.db.errors import transient_db_error
 from watcher.db.models import Transfer
 from watcher.metrics import Metrics
-from watcher.payments.reconcile import resettle
-from watcher.payments.settle import DROPPED, FINAL, SEEN
 from watcher.systemd import Watchdog
 from watcher.tron import cursors
 from watcher.tron.client import BlockShape, Header, Heads, NodeError, TronClient
 from watcher.tron.cursors import Cursors, Position
 from watcher.tron.decode import Token, TokenTransfer, transfers_in_block
 from watcher.tron.matching import Match, base58_of, load_book
+from watcher.tron.reconcile import resettle
+from watcher.tron.transfers import DROPPED, FINAL, SEEN
 
 log = structlog.get_logger("watcher.tron.follower")
 
@@ -70,24 +71,6 @@ def late_window_ms(settings: Settings) -> int:
 
 def pool_addresses(settings: Settings) -> frozenset[str]:
     return frozenset(settings.wallet.addresses) if settings.wallet.mode == "pool" else frozenset()
-
-
-# SQLSTATE classes worth retrying: connection exception, transaction rollback (deadlock,
-# serialization failure), insufficient resources, operator intervention (server restart).
-TRANSIENT_SQLSTATES = ("08", "40", "53", "57P")
-
-
-def transient_db_error(exc: BaseException) -> bool:
-    """A database error that a later attempt may not meet. asyncpg's deadlock, serialization
-    failure and admin shutdown reach SQLAlchemy as a plain DBAPIError, not OperationalError."""
-    if isinstance(exc, OperationalError | InterfaceError):
-        return True
-    if not isinstance(exc, DBAPIError) or isinstance(exc, IntegrityError):
-        return False
-    if exc.connection_invalidated:
-        return True
-    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return isinstance(state, str) and state.startswith(TRANSIENT_SQLSTATES)
 
 
 class InconsistentBlock(NodeError):

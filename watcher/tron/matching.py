@@ -22,7 +22,7 @@ Rules, for a transfer of `amount` to `address` in block `number` at `block_ms`:
   hold the address now could pay an unrelated order. `watcher payments assign` credits it
   by hand;
 - any other address (hd mode: a fresh address per payment): one candidate gets it, whatever
-  the amount (partial / over / late rules apply later, in payments.settle); several, the one
+  the amount (partial / over / late rules apply later, in tron.settle); several, the one
   whose amount matches exactly, if exactly one does;
 - otherwise, if the address is known (a pool address, or one any payment ever had), the
   transfer is kept as unmatched for `watcher payments unmatched`; never dropped;
@@ -41,8 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from watcher.db.models import Payment
-from watcher.payments.settle import CLOSED_WITHOUT_FUNDS
-from watcher.payments.states import OPEN_STATES
+from watcher.payments.states import CLOSED_WITHOUT_FUNDS, OPEN_STATES
 from watcher.tron.address import to_base58
 
 

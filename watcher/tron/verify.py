@@ -23,8 +23,6 @@ from watcher.config import Settings
 from watcher.db.engine import transaction
 from watcher.db.models import Transfer
 from watcher.money import from_micro
-from watcher.payments.reconcile import resettle
-from watcher.payments.settle import FINAL, SEEN
 from watcher.tron import cursors
 from watcher.tron.client import Header, TronClient
 from watcher.tron.cursors import Cursors
@@ -38,6 +36,8 @@ from watcher.tron.decode import (
 )
 from watcher.tron.follower import late_window_ms, pool_addresses
 from watcher.tron.matching import Match, base58_of, load_book
+from watcher.tron.reconcile import resettle
+from watcher.tron.transfers import FINAL, SEEN
 
 log = structlog.get_logger("watcher.tron.verify")
 

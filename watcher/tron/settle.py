@@ -32,23 +32,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from watcher.payments.states import (
-    CANCELLED,
+    CLOSED_WITHOUT_FUNDS,
     COMPLETED,
     CONFIRMING,
     EVENT_FOR_STATE,
     EXPIRED,
-    FAILED,
     FINAL_STATES,
     LATE_EVENT,
     OVERPAID_EVENT,
     PENDING,
     REVERTED_EVENT,
 )
-
-SEEN = "seen"
-FINAL = "final"
-DROPPED = "dropped"
-CLOSED_WITHOUT_FUNDS = frozenset({CANCELLED, FAILED})
+from watcher.tron.transfers import DROPPED, FINAL
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ waiting for finality are left to the follower, which re-settles them when the bl
 final (an on-time transfer awaiting finality holds expiry;
 docs/architecture.md#settlement).
 
-The decision itself is payments.settle's; this component only finds the candidates.
+The decision itself is tron.settle's; this component only finds the candidates.
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ from sqlmodel import col
 from watcher.clock import Clock
 from watcher.config import Settings
 from watcher.db.engine import transaction
+from watcher.db.errors import transient_db_error
 from watcher.db.models import Payment, Transfer
-from watcher.payments.reconcile import resettle
-from watcher.payments.settle import SEEN
 from watcher.payments.states import OPEN_STATES
 from watcher.tron import cursors
-from watcher.tron.follower import transient_db_error
+from watcher.tron.reconcile import resettle
+from watcher.tron.transfers import SEEN
 
-log = structlog.get_logger("watcher.payments.expiry")
+log = structlog.get_logger("watcher.tron.expiry")
 
 BATCH = 200
 

@@ -21,7 +21,6 @@ from sqlmodel import col
 from watcher.db.models import Payment, Transfer
 from watcher.money import from_micro, json_number
 from watcher.payments.events import record_event
-from watcher.payments.settle import Credit, Due, Settlement, settle
 from watcher.payments.states import (
     COMPLETED,
     FINAL_STATES,
@@ -29,8 +28,10 @@ from watcher.payments.states import (
     OVERPAID_EVENT,
     REVERTED_EVENT,
 )
+from watcher.tron.settle import Credit, Due, Settlement, settle
+from watcher.tron.view import crypto_blocks
 
-log = structlog.get_logger("watcher.payments.reconcile")
+log = structlog.get_logger("watcher.tron.reconcile")
 
 
 def due_of(payment: Payment) -> Due:
@@ -104,8 +105,9 @@ async def apply(session: AsyncSession, payment: Payment, s: Settlement, now_ms: 
             payment.late_micro, payment.late = s.late_micro, s.late
         if a.status in FINAL_STATES and payment.final_ms is None:
             payment.final_ms = now_ms
+        [block] = (await crypto_blocks(session, [payment])).values()
         details = _details(a.event, s, late_before, received_before)
-        await record_event(session, payment, a.event, now_ms, details)
+        await record_event(session, payment, a.event, now_ms, details, block=block)
         log.info(
             "payment." + a.event.removeprefix("payment."),
             payment_id=payment.id,

@@ -1,0 +1,56 @@
+"""The port every way of paying plugs into: crypto natively, card, bank and wallet through a
+provider adapter.
+
+payments/ knows states, events and money. A PaymentMethod knows the rest: what a payment of
+its kind needs at creation (a locked rate and a deposit address; a provider's payment page),
+the fields it adds to the create answer, and the block it adds to the payment's JSON
+(`crypto`, or `provider`). Methods are keyed by the create request's `provider` field
+("crypto", "card", "bank", "wallet") and wired in watcher.services.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from watcher.db.models import Payment
+from watcher.merchants import AuthedKey
+from watcher.payments.request import CreateRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A method's part of the payment's JSON, shown under `key` (`crypto`, `provider`).
+
+    Money fields are named `amount`, `rate`, `…Amount` or `…Usdt` and hold Decimals: they go
+    out as JSON numbers wherever the payment is shown.
+    """
+
+    key: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+# Fills a new payment's method fields (and sets its deadline) inside the create transaction.
+Opener = Callable[[AsyncSession, Payment], Awaitable[None]]
+# The blocks of these payments, by payment id; a payment without one is left out.
+Describe = Callable[[AsyncSession, Sequence[Payment]], Awaitable[dict[str, Block]]]
+
+
+class PaymentMethod(Protocol):
+    kind: str
+
+    async def prepare(self, key: AuthedKey, req: CreateRequest) -> Opener:
+        """Network I/O the creation needs (a rate quote), done before its transaction."""
+        ...
+
+    async def funds_held(self, session: AsyncSession, payment: Payment) -> str | None:
+        """What the payment has received so far, seen or final ("20 USDT (seen or final)"),
+        or None: a payment that holds funds cannot be cancelled."""
+        ...
+
+    def created(self, payment: Payment, public_url: str) -> dict[str, Any]:
+        """The method's fields of the create answer (after `transactionId`)."""
+        ...
