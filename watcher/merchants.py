@@ -23,13 +23,14 @@ class MerchantNotFound(Exception):
 
 @dataclass(frozen=True)
 class Credentials:
-    """Shown once, at creation or rotation."""
+    """Shown once, at creation or rotation; an empty field was not issued this time."""
 
     id: int
     name: str
     api_key: str
     test_api_key: str
     webhook_secret: str
+    test_webhook_secret: str
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -38,6 +39,7 @@ class Credentials:
             "api_key": self.api_key,
             "test_api_key": self.test_api_key,
             "webhook_secret": self.webhook_secret,
+            "test_webhook_secret": self.test_webhook_secret,
         }
 
 
@@ -54,13 +56,18 @@ async def create_merchant(session: AsyncSession, box: SecretBox, name: str) -> C
         raise ValueError("merchant name is empty")
     if (await session.execute(select(col(Merchant.id)).where(col(Merchant.name) == name))).first():
         raise MerchantExists(f"merchant {name!r} already exists")
-    secret = new_webhook_secret()
-    merchant = Merchant(name=name, webhook_secret_enc=box.encrypt(secret), created_ms=now_ms())
+    secret, test_secret = new_webhook_secret(), new_webhook_secret(test=True)
+    merchant = Merchant(
+        name=name,
+        webhook_secret_enc=box.encrypt(secret),
+        test_webhook_secret_enc=box.encrypt(test_secret),
+        created_ms=now_ms(),
+    )
     session.add(merchant)
     await session.flush()
     assert merchant.id is not None
     live, test = await _issue_keys(session, merchant.id)
-    return Credentials(merchant.id, name, live, test, secret)
+    return Credentials(merchant.id, name, live, test, secret, test_secret)
 
 
 async def _issue_keys(session: AsyncSession, merchant_id: int) -> tuple[str, str]:
@@ -90,7 +97,8 @@ async def find_merchant(session: AsyncSession, ref: str) -> Merchant:
 
 
 async def rotate(session: AsyncSession, box: SecretBox, ref: str, *, secret: bool) -> Credentials:
-    """Revoke the merchant's keys and issue new ones (and a new webhook secret if asked)."""
+    """Revoke the merchant's keys and issue new ones (and new webhook secrets, live and test,
+    if asked)."""
     merchant = await find_merchant(session, ref)
     assert merchant.id is not None
     await session.execute(
@@ -99,12 +107,43 @@ async def rotate(session: AsyncSession, box: SecretBox, ref: str, *, secret: boo
         .values(revoked_ms=now_ms())
     )
     live, test = await _issue_keys(session, merchant.id)
+    plain = test_plain = ""
     if secret:
-        plain = new_webhook_secret()
+        plain, test_plain = new_webhook_secret(), new_webhook_secret(test=True)
         merchant.webhook_secret_enc = box.encrypt(plain)
-    else:
-        plain = ""
-    return Credentials(merchant.id, merchant.name, live, test, plain)
+        merchant.test_webhook_secret_enc = box.encrypt(test_plain)
+        session.add(merchant)
+    return Credentials(merchant.id, merchant.name, live, test, plain, test_plain)
+
+
+async def new_test_secret(session: AsyncSession, box: SecretBox, ref: str) -> Credentials:
+    """Issue a new test webhook secret only: the keys and the live secret stay as they are."""
+    merchant = await find_merchant(session, ref)
+    assert merchant.id is not None
+    plain = new_webhook_secret(test=True)
+    merchant.test_webhook_secret_enc = box.encrypt(plain)
+    session.add(merchant)
+    return Credentials(merchant.id, merchant.name, "", "", "", plain)
+
+
+async def ensure_test_secrets(session: AsyncSession, box: SecretBox) -> int:
+    """Give each merchant that has none a test webhook secret (merchants made before test
+    callbacks had their own secret); the number issued.
+
+    The merchant learns it with `watcher merchant test-secret` (which issues a fresh one) or
+    `rotate-key --secret`; until then its test callbacks fail verification, as they should.
+    """
+    rows = (
+        await session.execute(
+            select(Merchant).where(col(Merchant.test_webhook_secret_enc).is_(None))
+        )
+    ).scalars()
+    issued = 0
+    for merchant in rows:
+        merchant.test_webhook_secret_enc = box.encrypt(new_webhook_secret(test=True))
+        session.add(merchant)
+        issued += 1
+    return issued
 
 
 async def set_disabled(session: AsyncSession, ref: str, disabled: bool) -> Merchant:
@@ -138,12 +177,3 @@ async def authenticate(session: AsyncSession, key: str) -> AuthedKey | None:
     if row is None or not same(row.key_hash, hash_api_key(key)):
         return None
     return AuthedKey(merchant_id=row.merchant_id, key_id=row.id, sandbox=row.sandbox)
-
-
-async def webhook_secret(session: AsyncSession, box: SecretBox, merchant_id: int) -> str:
-    enc = (
-        await session.execute(
-            select(col(Merchant.webhook_secret_enc)).where(col(Merchant.id) == merchant_id)
-        )
-    ).scalar_one()
-    return box.decrypt(enc)

@@ -99,8 +99,9 @@ def new_api_key(sandbox: bool) -> str:
     return ("sk_test_" if sandbox else "sk_live_") + secrets.token_urlsafe(32)
 
 
-def new_webhook_secret() -> str:
-    return "whsec_" + secrets.token_urlsafe(32)
+def new_webhook_secret(*, test: bool = False) -> str:
+    """`whsec_…` signs live callbacks, `whsec_test_…` those of test-mode payments."""
+    return ("whsec_test_" if test else "whsec_") + secrets.token_urlsafe(32)
 
 
 def hash_api_key(key: str) -> str:

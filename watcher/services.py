@@ -13,6 +13,7 @@ from watcher import rates, wallets
 from watcher.clock import Clock, now_ms
 from watcher.config import Settings
 from watcher.db.engine import create_engine, session_factory
+from watcher.merchants import ensure_test_secrets
 from watcher.methods import blocks, build_methods
 from watcher.payments.service import PaymentService
 from watcher.rates.base import RateSource
@@ -51,8 +52,9 @@ async def build_services(settings: Settings, clock: Clock = now_ms) -> AsyncIter
     engine = create_engine(settings.database.url)
     try:
         sessions = session_factory(engine)
-        async with sessions() as session:
+        async with sessions() as session, session.begin():
             box = await open_box(session, settings.database.url)
+            await ensure_test_secrets(session, box)
     except BaseException:
         await engine.dispose()
         raise

@@ -45,7 +45,9 @@ def test_init_add_list_rotate(cfg: Path, db_url: str) -> None:
     assert code == 0
     first = json.loads(out)
     assert {"id", "name", "api_key", "test_api_key", "webhook_secret"} <= set(first)
+    assert "test_webhook_secret" in first
     assert first["api_key"].startswith("sk_live_") and first["test_api_key"].startswith("sk_test_")
+    assert first["test_webhook_secret"].startswith("whsec_test_")
     code, out, _ = _cli(cfg, "init", "--json")
     assert code == 0 and json.loads(out) == {"initialized": True, "merchant": None}
 
@@ -67,6 +69,25 @@ def test_init_add_list_rotate(cfg: Path, db_url: str) -> None:
     assert not _authenticates(db_url, added["api_key"])
     assert _authenticates(db_url, rotated["api_key"])
     code, _, err = _cli(cfg, "merchant", "rotate-key", "nobody")
+    assert code == 1 and "no merchant" in err
+
+
+def test_rotation_and_test_secret_show_each_secret_once(cfg: Path) -> None:
+    added = json.loads(_cli(cfg, "init", "--name", "shop", "--json")[1])
+    code, out, _ = _cli(cfg, "merchant", "rotate-key", "shop", "--secret", "--json")
+    rotated = json.loads(out)
+    assert code == 0 and rotated["webhook_secret"].startswith("whsec_")
+    assert rotated["test_webhook_secret"].startswith("whsec_test_")
+    assert rotated["test_webhook_secret"] != added["test_webhook_secret"]
+    code, out, _ = _cli(cfg, "merchant", "test-secret", "shop", "--json")
+    fresh = json.loads(out)
+    assert code == 0 and {"id", "name", "test_webhook_secret"} <= set(fresh)
+    assert not {"api_key", "webhook_secret"} & set(fresh)
+    assert fresh["test_webhook_secret"].startswith("whsec_test_")
+    assert fresh["test_webhook_secret"] != rotated["test_webhook_secret"]
+    code, out, _ = _cli(cfg, "merchant", "test-secret", "shop")
+    assert code == 0 and "test webhook secret:" in out and "live API key" not in out
+    code, _, err = _cli(cfg, "merchant", "test-secret", "nobody")
     assert code == 1 and "no merchant" in err
 
 

@@ -29,7 +29,7 @@ from sqlmodel import col
 from watcher.callbacks import retry
 from watcher.callbacks.urls import host_key
 from watcher.db.engine import transaction
-from watcher.db.models import Callback, CallbackAttempt, Merchant, PaymentEvent
+from watcher.db.models import Callback, CallbackAttempt, Merchant, Payment, PaymentEvent
 from watcher.secrets import SecretBox
 
 CANDIDATES_PER_SLOT = 4
@@ -45,7 +45,9 @@ class Job:
     attempt: int  # the number of this attempt, 1-based
     event: PaymentEvent
     # Out of repr: logged tracebacks show frame locals, and a Job is one in every attempt.
-    secret: str = field(repr=False)
+    # None: the merchant has no test webhook secret yet (never the live one instead).
+    secret: str | None = field(repr=False)
+    livemode: bool = True  # False: a test-mode payment's, signed with the test secret
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ _EVENT_FIELDS = (
 _JOINED = (
     col(PaymentEvent.event_id) == col(Callback.event_id),
     col(Merchant.id) == col(PaymentEvent.merchant_id),
+    col(Payment.id) == col(PaymentEvent.payment_id),
 )
 _SENDING = (
     col(Callback.id),
@@ -102,6 +105,8 @@ _SENDING = (
     col(Callback.attempts),
     *(col(getattr(PaymentEvent, name)) for name in _EVENT_FIELDS),
     col(Merchant.webhook_secret_enc),
+    col(Merchant.test_webhook_secret_enc),
+    col(Payment.sandbox),
 )
 
 
@@ -178,12 +183,14 @@ class Outbox:
         plain: dict[str, str] = {}
         jobs = []
         for row in sorted(leased, key=lambda r: r.id):
-            enc = row.webhook_secret_enc
-            if enc not in plain:
+            livemode = not row.sandbox
+            enc = row.webhook_secret_enc if livemode else row.test_webhook_secret_enc
+            if enc is not None and enc not in plain:
                 plain[enc] = self._box.decrypt(enc)
+            secret = None if enc is None else plain[enc]
             event = PaymentEvent(**{name: getattr(row, name) for name in _EVENT_FIELDS})
             host = row.host or host_key(row.url)
-            jobs.append(Job(row.id, host, row.url, row.attempts + 1, event, plain[enc]))
+            jobs.append(Job(row.id, host, row.url, row.attempts + 1, event, secret, livemode))
         return jobs
 
     async def mark(self, batch: Sequence[Mark]) -> list[bool]:

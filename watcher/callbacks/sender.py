@@ -47,12 +47,18 @@ def judge(status_code: int, body: bytes) -> str | None:
     return f'HTTP 200 without {{"received": true}}: {shown!r}'
 
 
-def request_parts(job: Job, timestamp: str) -> tuple[bytes, dict[str, str]]:
-    """The body and headers of one attempt, signed at `timestamp`.
+NO_TEST_SECRET = (
+    "the merchant has no test webhook secret yet: issue one with `watcher merchant test-secret`"
+)
+
+
+def request_parts(job: Job, secret: str, timestamp: str) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of one attempt, signed at `timestamp` with `secret` (the live or
+    the test webhook secret, by the payment's mode).
 
     The format: docs/merchant-api.md#callbacks.
     """
-    signed = payload.callback_payload(job.event, job.secret, timestamp)
+    signed = payload.callback_payload(job.event, secret, timestamp, livemode=job.livemode)
     body = payload.encode(signed)
     headers = {
         "Content-Type": "application/json; charset=utf-8",
@@ -60,7 +66,7 @@ def request_parts(job: Job, timestamp: str) -> tuple[bytes, dict[str, str]]:
         signing.SIGNATURE_HEADER: signed["signature"],
         signing.TIMESTAMP_HEADER: timestamp,
         signing.ATTEMPT_HEADER: str(job.attempt),
-        signing.BODY_SIGNATURE_HEADER: signing.sign_body(job.secret, timestamp, body),
+        signing.BODY_SIGNATURE_HEADER: signing.sign_body(secret, timestamp, body),
         signing.EVENT_ID_HEADER: job.event.event_id,
     }
     return body, headers
@@ -83,10 +89,12 @@ class Sender:
     async def send(self, job: Job, started_ms: int) -> Outcome:
         """One attempt; never raises (but for cancellation): whatever goes wrong is a failed
         attempt, recorded and counted, so a URL that breaks the sender still ends dead."""
+        if job.secret is None:  # a test callback is never signed with the live secret
+            return Outcome(False, started_ms, 0, None, NO_TEST_SECRET)
         t0 = time.monotonic()
         code: int | None = None
         try:
-            body, headers = request_parts(job, iso(started_ms))
+            body, headers = request_parts(job, job.secret, iso(started_ms))
             async with asyncio.timeout(self._timeout_s):
                 code, answer = await self._post(job.url, body, headers)
             error = judge(code, answer)

@@ -20,6 +20,7 @@ from watcher import jsonio
 from watcher.config import ConfigError, Settings, load_settings
 from watcher.db.engine import create_engine, session_factory, sqlite_path
 from watcher.db.migrate import is_current
+from watcher.merchants import ensure_test_secrets
 from watcher.secrets import SecretBox, SecretKeyError, open_box
 
 T = TypeVar("T")
@@ -113,11 +114,17 @@ def require_database_file(settings: Settings) -> None:
 
 
 async def secret_box(session: AsyncSession, settings: Settings) -> SecretBox:
-    """The master key for webhook secrets; a clear error when it is missing or wrong."""
+    """The master key for webhook secrets; a clear error when it is missing or wrong.
+
+    Merchants made before test callbacks had their own secret get one here (in the caller's
+    transaction), as at every daemon start.
+    """
     try:
-        return await open_box(session, settings.database.url)
+        box = await open_box(session, settings.database.url)
     except SecretKeyError as exc:
         fail(str(exc))
+    await ensure_test_secrets(session, box)
+    return box
 
 
 async def with_session(settings: Settings, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:

@@ -31,6 +31,7 @@ from watcher.merchants import (
     MerchantExists,
     MerchantNotFound,
     create_merchant,
+    new_test_secret,
     rotate,
     set_disabled,
 )
@@ -46,10 +47,14 @@ def show_credentials(creds: Credentials, as_json: bool, title: str) -> None:
         print_json(plain | {camel(k): v for k, v in plain.items() if "_" in k})
         return
     out.print(styled((title, "bold green"), f" {creds.name} (id {creds.id})"))
-    out.print(f"  live API key:   {creds.api_key}")
-    out.print(f"  test API key:   {creds.test_api_key}")
-    if creds.webhook_secret:
-        out.print(f"  webhook secret: {creds.webhook_secret}")
+    for label, value in (
+        ("live API key:       ", creds.api_key),
+        ("test API key:       ", creds.test_api_key),
+        ("webhook secret:     ", creds.webhook_secret),
+        ("test webhook secret:", creds.test_webhook_secret),
+    ):
+        if value:  # what was not issued this time is not shown
+            out.print(f"  {label} {value}", markup=False, highlight=False)
     out.print(styled(("These are shown once. Store them now.", "yellow")))
 
 
@@ -126,7 +131,7 @@ def rotate_key(
     ctx: typer.Context,
     merchant: Annotated[str, typer.Argument(help="Merchant name or id.")],
     secret: Annotated[
-        bool, typer.Option("--secret", help="Also issue a new webhook secret.")
+        bool, typer.Option("--secret", help="Also issue new webhook secrets (live and test).")
     ] = False,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
@@ -181,3 +186,32 @@ def enable(
 ) -> None:
     """Let the merchant's API keys in again."""
     _set_disabled(ctx, config, merchant, False, as_json)
+
+
+@app.command("test-secret")
+def test_secret(
+    ctx: typer.Context, merchant: MerchantArg, as_json: JsonOpt = False, config: ConfigOpt = None
+) -> None:
+    """Issue a new test webhook secret (shown once); the API keys and the live secret stay.
+
+    Callbacks of test-mode payments (sk_test_ keys) are signed with it, never with the live
+    secret. Merchants created before test secrets existed need this once.
+    """
+    settings = state(ctx, config).settings
+    require_database_file(settings)
+
+    async def go(session: AsyncSession) -> Credentials:
+        return await new_test_secret(session, await secret_box(session, settings), merchant)
+
+    try:
+        creds = run(with_session(settings, go))
+    except MerchantNotFound as exc:
+        fail(str(exc))
+    if as_json:
+        secret = creds.test_webhook_secret
+        print_json(
+            {"id": creds.id, "name": creds.name, "test_webhook_secret": secret}
+            | {"testWebhookSecret": secret}
+        )
+        return
+    show_credentials(creds, as_json, "New test webhook secret for")

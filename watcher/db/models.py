@@ -24,6 +24,10 @@ class Merchant(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=200, index=True, unique=True)
     webhook_secret_enc: str  # Fernet-style token, see watcher.secrets
+    # Signs the callbacks of test-mode payments (sk_test_ keys): a receiver that holds only
+    # the live secret rejects them. Null only between the migration that added it and the
+    # next start, which issues one (watcher.merchants.ensure_test_secrets).
+    test_webhook_secret_enc: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_ms: int = Field(sa_column=_big(nullable=False))
     disabled: bool = False
 
