@@ -160,18 +160,88 @@ class CallbackSettings(_Section):
         return v
 
 
-class ProviderSettings(_Section):
-    enabled: bool = False
-    base_url: str = ""
-    api_key: str = ""
-    secret: str = ""
+def _http_url(v: str) -> str:
+    if not v.startswith(("http://", "https://")):
+        raise ValueError("not an http(s) URL")
+    return v.rstrip("/")
+
+
+class StripeSettings(_Section):
+    secret_key: str = ""
     webhook_secret: str = ""
+    api_base: str = "https://api.stripe.com"
+    timeout_s: float = Field(10, gt=0)
+
+    _api_base = field_validator("api_base")(_http_url)
+
+
+class AcidPanelSettings(_Section):
+    base_url: str = "https://acidpanel.net/api/provider"
+    api_key: str = ""
+    secret_key: str = ""
+    credential_key: str = ""
+    bank_method: Literal["manual", "eiban", "third-party"] = "manual"
+
+    _base_url = field_validator("base_url")(_http_url)
+
+
+class KazawalletSettings(_Section):
+    base_url: str = "https://outdoor.kasroad.com/wallet"
+    api_key: str = ""
+    api_secret: str = ""
+    currency: str = "TRY"
+
+    _base_url = field_validator("base_url")(_http_url)
+
+
+class BankTransferSettings(_Section):
+    webhook_token: str = ""
+    allowed_ips: list[str] = []
+    bank_name: str = ""
+    account_name: str = ""
+    iban: str = ""
+
+
+# What each adapter needs before it can take a payment, by settings key.
+_REQUIRED = {
+    "stripe": ("secret_key", "webhook_secret"),
+    "acidpanel": ("api_key", "secret_key", "credential_key"),
+    "kazawallet": ("api_key", "api_secret"),
+    "banktransfer": ("webhook_token", "bank_name", "account_name", "iban"),
+}
 
 
 class ProvidersSettings(_Section):
-    stripe: ProviderSettings = ProviderSettings()
-    acidpanel: ProviderSettings = ProviderSettings()
-    kazawallet: ProviderSettings = ProviderSettings()
+    """Which adapter takes each payment method (unset: the method is off), and theirs."""
+
+    card: Literal["stripe", "acidpanel"] | None = None
+    bank: Literal["acidpanel", "banktransfer"] | None = None
+    wallet: Literal["kazawallet", "acidpanel"] | None = None
+    # How long a card, bank or wallet payment stays open (Stripe: 30 min to 24 h).
+    session_ttl_min: float = Field(60, ge=30, le=1440)
+    # How often an open payment's status is asked of its provider when no webhook came.
+    reconcile_interval_s: float = Field(300, gt=0)
+    stripe: StripeSettings = StripeSettings()
+    acidpanel: AcidPanelSettings = AcidPanelSettings()
+    kazawallet: KazawalletSettings = KazawalletSettings()
+    banktransfer: BankTransferSettings = BankTransferSettings()
+
+    def enabled(self) -> dict[str, str]:
+        """Payment method -> adapter, for the methods that are on."""
+        chosen = {"card": self.card, "bank": self.bank, "wallet": self.wallet}
+        return {method: name for method, name in chosen.items() if name}
+
+    @model_validator(mode="after")
+    def _complete(self) -> ProvidersSettings:
+        for method, name in self.enabled().items():
+            section = getattr(self, name)
+            for key in _REQUIRED[name]:
+                if not getattr(section, key):
+                    raise ValueError(
+                        f"providers.{name}.{key} is empty, and providers.{method} = {name!r} "
+                        "needs it"
+                    )
+        return self
 
 
 class LogSettings(_Section):

@@ -30,6 +30,7 @@ from watcher.db.engine import create_engine, is_sqlite, sqlite_path
 from watcher.db.migrate import upgrade
 from watcher.locks import LeaderElected, PgLeaderLock, SqliteInstanceLock
 from watcher.metrics import Metrics
+from watcher.providers.reconcile import ProviderReconciler
 from watcher.services import Services, build_services
 from watcher.systemd import Notifier, Watchdog
 from watcher.tron.client import TronClient
@@ -103,7 +104,8 @@ class ApiServer:
 
 @dataclass
 class Scanner:
-    """The chain follower and the expirer: they run together, on one elected process."""
+    """The chain follower, the expirer and the provider reconciler: they run together, on
+    one elected process."""
 
     services: Services
     metrics: Metrics
@@ -130,9 +132,11 @@ class Scanner:
             s.settings, s.sessions, self.tron, s.clock, metrics=self.metrics, watchdog=self.watchdog
         )
         expirer = Expirer(s.settings, s.sessions, s.clock)
+        reconciler = ProviderReconciler(s.settings, s.sessions, s.providers, s.payments, s.clock)
         async with asyncio.TaskGroup() as group:
             group.create_task(follower.run(stop), name="follower")
             group.create_task(expirer.run(stop), name="expirer")
+            group.create_task(reconciler.run(stop), name="provider-reconcile")
 
 
 @dataclass

@@ -1,26 +1,36 @@
-"""The payment methods this daemon knows, wired in one place.
+"""The payment methods and provider adapters this daemon knows, wired in one place.
 
 How each kind is created (needs the daemon's collaborators: a rate source, an address
-allocator) and how each is shown (needs only the database: the CLI shows payments without
-building the rest).
+allocator, the provider adapters) and how each is shown (needs only the database: the CLI
+shows payments without building the rest).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from watcher.config import Settings
+from watcher.config import ConfigError, Settings
 from watcher.db.models import Payment
 from watcher.payments.methods import Block, Describe, PaymentMethod
+from watcher.providers.base import Provider
+from watcher.providers.method import ProviderMethod, provider_blocks
+from watcher.providers.sandbox import SandboxProvider
+from watcher.providers.stripe import StripeProvider
 from watcher.rates.base import RateSource
 from watcher.tron.method import CryptoMethod
 from watcher.tron.view import crypto_blocks
 from watcher.wallets.base import AddressAllocator
 
-_DESCRIBE: dict[str, Describe] = {"crypto": crypto_blocks}
+_DESCRIBE: dict[str, Describe] = {
+    "crypto": crypto_blocks,
+    "card": provider_blocks,
+    "bank": provider_blocks,
+    "wallet": provider_blocks,
+}
 
 
 async def blocks(session: AsyncSession, payments: Sequence[Payment]) -> dict[str, Block]:
@@ -36,8 +46,33 @@ async def blocks(session: AsyncSession, payments: Sequence[Payment]) -> dict[str
     return found
 
 
+def build_providers(settings: Settings) -> dict[str, Provider]:
+    """The adapters of the enabled payment methods, and the sandbox; by name."""
+    public_url = settings.public_url()
+    built: dict[str, Provider] = {"sandbox": SandboxProvider(public_url)}
+    for method, name in settings.providers.enabled().items():
+        if name in built:
+            continue
+        if name == "stripe":
+            built[name] = StripeProvider(settings.providers.stripe, public_url)
+        else:
+            raise ConfigError(
+                f"providers.{method} = {name!r}: that adapter is not part of this version"
+            )
+    return built
+
+
 def build_methods(
-    settings: Settings, rates: RateSource, addresses: AddressAllocator
+    settings: Settings,
+    rates: RateSource,
+    addresses: AddressAllocator,
+    providers: dict[str, Provider],
 ) -> dict[str, PaymentMethod]:
     """The kinds a create request may ask for; the others answer "not enabled"."""
-    return {"crypto": CryptoMethod(settings, rates, addresses)}
+    methods: dict[str, PaymentMethod] = {"crypto": CryptoMethod(settings, rates, addresses)}
+    ttl_ms = int(Decimal(str(settings.providers.session_ttl_min)) * 60_000)
+    for kind, name in settings.providers.enabled().items():
+        methods[kind] = ProviderMethod(
+            kind, providers[name], providers["sandbox"], settings.public_url(), ttl_ms
+        )
+    return methods

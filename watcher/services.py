@@ -14,8 +14,9 @@ from watcher.clock import Clock, now_ms
 from watcher.config import Settings
 from watcher.db.engine import create_engine, session_factory
 from watcher.merchants import ensure_test_secrets
-from watcher.methods import blocks, build_methods
+from watcher.methods import blocks, build_methods, build_providers
 from watcher.payments.service import PaymentService
+from watcher.providers.base import Provider
 from watcher.rates.base import RateSource
 from watcher.secrets import SecretBox, open_box
 from watcher.wallets.base import AddressAllocator
@@ -31,14 +32,19 @@ class Services:
     addresses: AddressAllocator
     http: httpx.AsyncClient
     clock: Clock = now_ms
+    providers: dict[str, Provider] = field(default_factory=dict)
     payments: PaymentService = field(init=False)
 
     def __post_init__(self) -> None:
-        methods = build_methods(self.settings, self.rates, self.addresses)
+        if not self.providers:
+            self.providers = build_providers(self.settings)
+        methods = build_methods(self.settings, self.rates, self.addresses, self.providers)
         self.payments = PaymentService(self.settings, self.sessions, methods, blocks, self.clock)
 
     async def close(self) -> None:
         await self.http.aclose()
+        for provider in self.providers.values():
+            await provider.close()
         closer = getattr(self.rates, "close", None)
         if closer is not None:
             await closer()
@@ -47,8 +53,10 @@ class Services:
 
 @asynccontextmanager
 async def build_services(settings: Settings, clock: Clock = now_ms) -> AsyncIterator[Services]:
-    # Settings that only fail when used (wallet.xpub, rates) fail here, before any resource.
+    # Settings that only fail when used (wallet.xpub, rates, providers) fail here, before
+    # any resource.
     addresses = wallets.build_allocator(settings, clock=clock)
+    providers = build_providers(settings)
     engine = create_engine(settings.database.url)
     try:
         sessions = session_factory(engine)
@@ -67,6 +75,7 @@ async def build_services(settings: Settings, clock: Clock = now_ms) -> AsyncIter
         addresses=addresses,
         http=httpx.AsyncClient(timeout=settings.tron.request_timeout_s, follow_redirects=False),
         clock=clock,
+        providers=providers,
     )
     try:
         yield services

@@ -10,13 +10,11 @@ or English (watcher.api.i18n): `?lang=`, else the browser's Accept-Language.
 
 from __future__ import annotations
 
-import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit
 
 import segno
 from fastapi import APIRouter, Request
@@ -28,6 +26,8 @@ from sqlmodel import col
 
 from watcher import jsonio
 from watcher.api import i18n
+from watcher.api.pages import http_url, is_payment_id
+from watcher.api.provider_page import provider_view, render
 from watcher.clock import iso
 from watcher.db.models import Merchant, Payment
 from watcher.errors import NotFound
@@ -37,7 +37,6 @@ from watcher.services import Services
 
 router = APIRouter()
 
-_ID = re.compile(r"txn_[0-9a-f]{16,36}")
 POLL_MS = 3000  # how often the page asks for the status; app.state.checkout_poll_ms overrides
 
 
@@ -100,15 +99,8 @@ def _usdt(micro: int) -> Decimal:
     return d if -int(d.as_tuple().exponent) >= 2 else d.quantize(Decimal("0.01"))
 
 
-def _http_url(url: str | None) -> str | None:
-    """Only http(s) links reach the page (never `javascript:`)."""
-    if url and urlsplit(url).scheme in ("http", "https"):
-        return url
-    return None
-
-
 async def _view(services: Services, payment_id: str) -> CheckoutView | None:
-    if not _ID.fullmatch(payment_id):
+    if not is_payment_id(payment_id):
         return None
     async with services.sessions() as session:
         row = (
@@ -142,8 +134,8 @@ async def _view(services: Services, payment_id: str) -> CheckoutView | None:
         rate=Decimal(p.rate or "0"),
         expires_ms=p.expires_ms,
         expires_in_ms=max(0, p.expires_ms - services.clock()),
-        return_url=_http_url(p.return_url),
-        cancel_url=_http_url(p.cancel_url),
+        return_url=http_url(p.return_url),
+        cancel_url=http_url(p.cancel_url),
     )
 
 
@@ -193,6 +185,10 @@ def _headers(nonce: str, lang: str) -> dict[str, str]:
 async def checkout_page(payment_id: str, request: Request) -> HTMLResponse:
     services: Services = request.app.state.services
     view = await _view(services, payment_id)
+    if view is None:  # not paid to a deposit address: a card, bank or wallet payment?
+        other = await provider_view(services, payment_id)
+        if other is not None:
+            return render(request, other)
     nonce = secrets.token_urlsafe(16)
     lang = _language(request)
     template = _templates(request).get_template("checkout.html")

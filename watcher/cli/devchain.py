@@ -17,6 +17,7 @@ from watcher.config import MAINNET_USDT
 from watcher.devchain.binance import FakeBinance
 from watcher.devchain.chain import DevChain
 from watcher.devchain.server import DevChainServer
+from watcher.devchain.stripe import FakeStripe
 from watcher.logs import configure_logging
 from watcher.tron.address import is_valid
 
@@ -47,6 +48,10 @@ def devchain(
 
     Pay an address: POST /_dev/transfer {"to": ADDRESS, "amount": MICRO_USDT}.
 
+    It also stands in for Stripe's Checkout API: point [providers.stripe] api_base at the
+    URL; POST /_dev/stripe/SESSION/complete (or expire, refund) answers with the event
+    Stripe would send, to sign with the webhook secret and post to the daemon.
+
     Also POST /_dev/mine, /_dev/fork, /_dev/fault and GET /_dev/state.
     """
     configure_logging(state(ctx, config).settings.log)
@@ -75,6 +80,7 @@ def devchain(
         port=port,
         block_time_ms=block_time_ms or None,
         binance=FakeBinance(price=price),
+        stripe=FakeStripe(),
         api_key=api_key,
     )
     try:
@@ -98,6 +104,7 @@ def _announce(server: DevChainServer, as_json: bool) -> None:
     info = {
         "url": server.url,
         "binanceUrl": server.url,
+        "stripeApiBase": server.url,
         "usdtContract": chain.usdt_contract,
         "head": chain.head_number,
         "solidifyLag": chain.solidify_lag,

@@ -53,6 +53,8 @@ class Payment(SQLModel, table=True):
         Index("ix_payment_email_created", "email", "created_ms"),
         Index("ix_payment_phone_created", "phone", "created_ms"),
         Index("ix_payment_user_created", "customer_user_id", "created_ms"),
+        Index("ix_payment_provider_ref", "provider_name", "provider_ref"),
+        Index("ix_payment_provider_payment_ref", "provider_name", "provider_payment_ref"),
     )
 
     id: str = Field(primary_key=True, max_length=40)  # txn_ + 128 random bits
@@ -86,8 +88,14 @@ class Payment(SQLModel, table=True):
     rate: str | None = Field(default=None, max_length=40)  # TRY per USDT, canonical decimal
     created_block: int | None = Field(default=None, sa_column=_big(nullable=True))
     # card / bank / wallet
-    provider_ref: str | None = Field(default=None, max_length=200)
+    provider_name: str | None = Field(default=None, max_length=16)  # the adapter: stripe, sandbox
+    provider_ref: str | None = Field(default=None, max_length=200)  # its id of the payment
+    # Its id of the money movement once known (Stripe's PaymentIntent): later events, such
+    # as a refund, name the payment by it.
+    provider_payment_ref: str | None = Field(default=None, max_length=200)
     redirect_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    paid_kurus: int | None = Field(default=None, sa_column=_big(nullable=True))  # as reported
+    checked_ms: int | None = Field(default=None, sa_column=_big(nullable=True))  # last asked
     # callbacks: next per-payment sequence number
     next_sequence: int = 1
 
@@ -111,6 +119,28 @@ class PaymentEvent(SQLModel, table=True):
 
 def _callback_host(context: Any) -> str:
     return host_key(context.get_current_parameters()["url"])
+
+
+class PaymentReport(SQLModel, table=True):
+    """What an outside party said about a payment (a provider's webhook or status, the sandbox
+    page), stored before it is acknowledged and applied once: (source, key) is unique."""
+
+    __tablename__ = "payment_report"
+    __table_args__ = (UniqueConstraint("source", "key", name="uq_report_source_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=16)  # stripe | sandbox | …
+    key: str = Field(max_length=200)
+    type: str = Field(max_length=64)
+    outcome: str | None = Field(default=None, max_length=16)
+    transaction_id: str | None = Field(default=None, max_length=64)
+    reference: str | None = Field(default=None, max_length=200)
+    reason: str | None = Field(default=None, max_length=200)  # why it failed, as reported
+    payment_id: str | None = Field(default=None, foreign_key="payment.id", index=True)
+    # applied | no_change | unknown_reference | ignored
+    result: str = Field(max_length=24)
+    received_ms: int = Field(sa_column=_big(nullable=False))
+    body: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class Callback(SQLModel, table=True):

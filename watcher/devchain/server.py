@@ -1,10 +1,10 @@
 """DevChainServer: the DevChain over real HTTP on loopback (Starlette, served by uvicorn).
 
 Serves java-tron's /wallet/ and /walletsolidity/ API (`api.py`), the control API under
-/_dev/ (`control.py`) and, when given, a FakeBinance's routes. With `block_time_ms` it mines
-a block on that timer. Run it in the caller's event loop (`await start()` / `await stop()`,
-or `async with`), or on its own thread for synchronous code (`start_in_thread()` /
-`stop_in_thread()`, or `with`).
+/_dev/ (`control.py`) and, when given, a FakeBinance's and a FakeStripe's routes. With
+`block_time_ms` it mines a block on that timer. Run it in the caller's event loop
+(`await start()` / `await stop()`, or `async with`), or on its own thread for synchronous
+code (`start_in_thread()` / `stop_in_thread()`, or `with`).
 
 Faults queued on the chain are played here, one per chain request; `requests` records the
 path and headers of every chain and Binance request (not the control API's), so a test can
@@ -33,6 +33,7 @@ from watcher.devchain.binance import FakeBinance
 from watcher.devchain.chain import DevChain
 from watcher.devchain.control import ControlApi
 from watcher.devchain.faults import Fault, FaultKind
+from watcher.devchain.stripe import FakeStripe
 
 API_KEY_HEADER = "tron-pro-api-key"
 _JSON = "application/json"
@@ -49,6 +50,7 @@ class DevChainServer:
         port: int = 0,
         block_time_ms: int | None = None,
         binance: FakeBinance | None = None,
+        stripe: FakeStripe | None = None,
         api_key: str | None = None,
     ) -> None:
         self.chain = chain
@@ -56,6 +58,7 @@ class DevChainServer:
         self.port = port
         self.block_time_ms = block_time_ms
         self.binance = binance
+        self.stripe = stripe
         self.api_key = api_key
         self.url = ""
         self.requests: list[tuple[str, dict[str, str]]] = []
@@ -94,6 +97,8 @@ class DevChainServer:
             await asyncio.sleep(0.005)
         port = self._server.servers[0].sockets[0].getsockname()[1]
         self.url = f"http://{self.host}:{port}"
+        if self.stripe is not None and not self.stripe.base_url:
+            self.stripe.base_url = self.url  # where its sessions' payment pages are
         if self.block_time_ms:
             self._miner = asyncio.create_task(self._mine_forever(self.block_time_ms / 1000))
         log.info("devchain.started", url=self.url, head=self.chain.head_number)
@@ -107,6 +112,8 @@ class DevChainServer:
             self._closing.set()
         if self.binance is not None:
             self.binance.unblock()
+        if self.stripe is not None:
+            self.stripe.unblock()
         if self._server is not None and self._serving is not None:
             self._server.should_exit = True
             await self._serving
@@ -187,6 +194,8 @@ class DevChainServer:
         routes += ControlApi(self.chain).routes()
         if self.binance is not None:
             routes += self.binance.routes()
+        if self.stripe is not None:
+            routes += self.stripe.routes()
         return Starlette(routes=routes)
 
     async def _chain_request(self, request: Request) -> Response:

@@ -51,6 +51,22 @@ class PaymentMethod(Protocol):
         or None: a payment that holds funds cannot be cancelled."""
         ...
 
+    def started(self, payment: Payment) -> bool:
+        """Whether the payment is open on the method's outside side (always, for crypto)."""
+        ...
+
+    async def start(self, payment: Payment) -> None:
+        """After the create transaction: open the payment outside (a provider's checkout
+        session) and note the result on `payment`, which the service then stores. Raises
+        watcher.errors.ProviderError; the service then forgets a payment it has just made, so
+        a retry with the same externalRef starts afresh."""
+        ...
+
+    async def cancelled(self, payment: Payment) -> None:
+        """After the merchant cancelled it: close it outside too, where that can be done
+        (best effort: money that still arrives is reported as late, never lost)."""
+        ...
+
     def created(self, payment: Payment, public_url: str) -> dict[str, Any]:
         """The method's fields of the create answer (after `transactionId`)."""
         ...

@@ -6,11 +6,11 @@ provider's payment page) is its method's business (watcher.payments.methods).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
@@ -25,12 +25,15 @@ from watcher.errors import (
     InvalidState,
     LimitExceeded,
     NotFound,
+    ProviderError,
 )
 from watcher.merchants import AuthedKey
 from watcher.money import canonical, to_kurus
 from watcher.payments import limits
 from watcher.payments.events import record_event
 from watcher.payments.methods import Block, Describe, Opener, PaymentMethod
+from watcher.payments.outcomes import Report
+from watcher.payments.reports import Applied, apply_reports
 from watcher.payments.request import CreateRequest
 from watcher.payments.states import CANCELLED, PENDING
 from watcher.payments.switch import ensure_enabled
@@ -71,7 +74,7 @@ class PaymentService:
             raise InvalidRequest(f"provider {req.provider!r} is not enabled on this server")
         existing = await self._existing(key, req)
         if existing is not None:
-            return Created(existing, False, method)
+            return Created(await self._started(method, existing), False, method)
         opener = await method.prepare(key, req)  # network I/O stays outside the transaction
         try:
             async with self._sessions() as session, session.begin():
@@ -84,7 +87,8 @@ class PaymentService:
             existing = await self._existing(key, req)
             if existing is None:
                 raise
-            return Created(existing, False, method)
+            return Created(await self._started(method, existing), False, method)
+        payment = await self._started(method, payment, made_now=True)
         log.info(
             "payment_created",
             payment_id=payment.id,
@@ -93,6 +97,45 @@ class PaymentService:
             amount_try=canonical(req.amount),
         )
         return Created(payment, True, method)
+
+    async def _started(
+        self, method: PaymentMethod, payment: Payment, *, made_now: bool = False
+    ) -> Payment:
+        """The payment, opened on the method's outside side (a provider's checkout session).
+
+        A payment this request has just made is forgotten again when that fails, so a retry
+        with the same externalRef starts afresh; one found as an earlier request's (which may
+        still be starting it) is retried, the provider's idempotency making that safe.
+        """
+        if method.started(payment):
+            return payment
+        try:
+            await method.start(payment)  # network I/O, outside any transaction
+        except ProviderError:
+            if made_now:
+                await self._forget(payment.id)
+            raise
+        async with self._sessions() as session, session.begin():
+            stored = await session.get(Payment, payment.id, with_for_update=True)
+            if stored is None:
+                raise ProviderError("the payment could not be started; try again")
+            if not method.started(stored):
+                stored.provider_ref = payment.provider_ref
+                stored.redirect_url = payment.redirect_url
+                session.add(stored)
+        return stored
+
+    async def _forget(self, payment_id: str) -> None:
+        """Remove a payment that never started: no event, no callback, nothing refers to it."""
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                delete(Payment).where(
+                    col(Payment.id) == payment_id,
+                    col(Payment.provider_ref).is_(None),
+                    col(Payment.next_sequence) == 1,  # no event was recorded for it
+                )
+            )
+        log.info("payment_forgotten", payment_id=payment_id, reason="provider start failed")
 
     async def _existing(self, key: AuthedKey, req: CreateRequest) -> Payment | None:
         async with self._sessions() as session:
@@ -162,6 +205,16 @@ class PaymentService:
             raise NotFound("no such transaction")
         return payment
 
+    async def report(
+        self, source: str, reports: Sequence[Report], body: bytes | None = None
+    ) -> list[Applied]:
+        """Store and apply what `source` (a provider, the sandbox) reports, in one committed
+        transaction: only then may the caller acknowledge it."""
+        async with self._sessions() as session, session.begin():
+            return await apply_reports(
+                session, source, reports, now=self._clock(), describe=self._describe, body=body
+            )
+
     async def cancel(self, key: AuthedKey, txn_id: str) -> Payment:
         if not _storable(txn_id):
             raise NotFound("no such transaction")
@@ -186,6 +239,9 @@ class PaymentService:
             block = await self.block(session, payment)
             await record_event(session, payment, "payment.cancelled", self._clock(), block=block)
         log.info("payment_cancelled", payment_id=txn_id, merchant_id=key.merchant_id)
+        method = self._methods.get(payment.provider)
+        if method is not None:
+            await method.cancelled(payment)
         return payment
 
 

@@ -10,9 +10,10 @@ COMPLETED: Final = "completed"
 EXPIRED: Final = "expired"
 CANCELLED: Final = "cancelled"
 FAILED: Final = "failed"
+REFUNDED: Final = "refunded"  # a provider payment paid back (card, bank, wallet)
 
 OPEN_STATES: Final = frozenset({PENDING, CONFIRMING})
-FINAL_STATES: Final = frozenset({COMPLETED, EXPIRED, CANCELLED, FAILED})
+FINAL_STATES: Final = frozenset({COMPLETED, EXPIRED, CANCELLED, FAILED, REFUNDED})
 ALL_STATES: Final = OPEN_STATES | FINAL_STATES
 # Closed before any money arrived: funds that come later are late, whatever the time.
 CLOSED_WITHOUT_FUNDS: Final = frozenset({CANCELLED, FAILED})
@@ -23,6 +24,7 @@ EVENT_FOR_STATE: Final = {
     EXPIRED: "payment.expired",
     CANCELLED: "payment.cancelled",
     FAILED: "payment.failed",
+    REFUNDED: "payment.refunded",
 }
 LATE_EVENT: Final = "payment.late"
 REVERTED_EVENT: Final = "payment.reverted"

@@ -86,6 +86,15 @@ class CryptoMethod:
         held = int(total or 0)
         return f"{canonical(from_micro(held))} USDT (seen or final)" if held else None
 
+    def started(self, payment: Payment) -> bool:
+        return True  # the deposit address is all there is
+
+    async def start(self, payment: Payment) -> None:
+        return None
+
+    async def cancelled(self, payment: Payment) -> None:
+        return None  # the address stays watched through its late window
+
     def created(self, payment: Payment, public_url: str) -> dict[str, Any]:
         return {
             "paymentUrl": f"{public_url}/pay/{payment.id}",

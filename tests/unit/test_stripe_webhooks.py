@@ -1,0 +1,115 @@
+"""Stripe webhooks as the adapter reads them: signatures checked by the `stripe` package,
+event types mapped through its table. Bodies and headers made the way Stripe makes them."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+import pytest
+
+from watcher.config import StripeSettings
+from watcher.devchain.stripe import FakeStripe, decode_form
+from watcher.providers.base import Inbound, WebhookRejected
+from watcher.providers.stripe import StripeProvider
+
+SECRET = "whsec_unit"
+
+
+@pytest.fixture
+def adapter() -> StripeProvider:
+    settings = StripeSettings(secret_key="sk_test_unit", webhook_secret=SECRET)
+    return StripeProvider(settings, "http://127.0.0.1:1")
+
+
+def _inbound(body: bytes, headers: dict[str, str]) -> Inbound:
+    lower = {k.lower(): v for k, v in headers.items()}
+    return Inbound(body=body, headers=lower, path="", client_ip=None, received_ms=0)
+
+
+def _session(**fields: object) -> dict[str, object]:
+    session: dict[str, object] = {
+        "id": "cs_test_1",
+        "object": "checkout.session",
+        "client_reference_id": "txn_1",
+        "amount_total": 123456,
+        "currency": "try",
+        "payment_intent": "pi_1",
+        "payment_status": "paid",
+        "status": "complete",
+    }
+    session.update(fields)
+    return session
+
+
+def test_a_completed_paid_session_reports_paid_with_the_amount(adapter: StripeProvider) -> None:
+    fake = FakeStripe()
+    event = fake.event("checkout.session.completed", _session())
+    [report] = adapter.parse(_inbound(*fake.signed(event, SECRET)))
+    assert (report.key, report.outcome, report.transaction_id) == (event["id"], "paid", "txn_1")
+    assert (report.reference, report.payment_ref) == ("cs_test_1", "pi_1")
+    assert report.paid_amount == Decimal("1234.56")
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields", "outcome"),
+    [
+        ("checkout.session.completed", {"payment_status": "unpaid"}, "processing"),
+        ("checkout.session.async_payment_succeeded", {}, "paid"),
+        ("checkout.session.async_payment_failed", {"payment_status": "unpaid"}, "failed"),
+        ("checkout.session.expired", {"status": "expired", "payment_status": "unpaid"}, "expired"),
+        ("customer.created", {}, None),
+    ],
+)
+def test_event_types_map_as_the_table_says(
+    adapter: StripeProvider, kind: str, fields: dict[str, object], outcome: str | None
+) -> None:
+    fake = FakeStripe()
+    [report] = adapter.parse(_inbound(*fake.signed(fake.event(kind, _session(**fields)), SECRET)))
+    assert report.outcome == outcome
+
+
+def test_a_full_refund_refunds_and_a_partial_one_is_only_noted(adapter: StripeProvider) -> None:
+    fake = FakeStripe()
+    charge = {"id": "ch_1", "payment_intent": "pi_1", "refunded": True, "metadata": {}}
+    [full] = adapter.parse(_inbound(*fake.signed(fake.event("charge.refunded", charge), SECRET)))
+    assert (full.outcome, full.reference, full.transaction_id) == ("refunded", "pi_1", None)
+    partial = {**charge, "refunded": False, "metadata": {"transactionId": "txn_1"}}
+    [part] = adapter.parse(_inbound(*fake.signed(fake.event("charge.refunded", partial), SECRET)))
+    assert (part.outcome, part.transaction_id) == (None, "txn_1")
+
+
+def test_bad_signatures_are_rejected(adapter: StripeProvider) -> None:
+    fake = FakeStripe()
+    event = fake.event("checkout.session.completed", _session())
+    body, headers = fake.signed(event, SECRET)
+    for bad_body, bad_headers in (
+        (body.replace(b"123456", b"1"), headers),  # tampered
+        (body, fake.signed(event, "whsec_other")[1]),  # another secret
+        (body, fake.signed(event, SECRET, int(time.time()) - 301)[1]),  # stale
+        (body, {}),  # unsigned
+        (body, {"Stripe-Signature": "t=abc,v1=zz"}),  # garbage
+        (b"\xff\xfe", headers),
+    ):
+        with pytest.raises(WebhookRejected):
+            adapter.parse(_inbound(bad_body, bad_headers))
+
+
+def test_a_signed_body_that_is_not_an_event_is_rejected(adapter: StripeProvider) -> None:
+    fake = FakeStripe()
+    with pytest.raises(WebhookRejected):
+        adapter.parse(_inbound(*fake.signed({"no": "id"}, SECRET)))
+
+
+def test_stripe_form_encoding_decodes_to_what_was_sent() -> None:
+    body = (
+        b"mode=payment&line_items[0][quantity]=1&line_items[0][price_data][currency]=try"
+        b"&line_items[0][price_data][unit_amount]=100000&metadata[transactionId]=txn_1"
+    )
+    assert decode_form(body) == {
+        "mode": "payment",
+        "line_items": [
+            {"quantity": "1", "price_data": {"currency": "try", "unit_amount": "100000"}}
+        ],
+        "metadata": {"transactionId": "txn_1"},
+    }

@@ -1,0 +1,76 @@
+"""What the payer's pages of card, bank and wallet payments share (/pay/{id} of such a payment
+and the sandbox page): the templates, the security headers, the status labels."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from fastapi import Request
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from watcher.money import canonical
+from watcher.payments.states import (
+    CANCELLED,
+    COMPLETED,
+    CONFIRMING,
+    EXPIRED,
+    FAILED,
+    PENDING,
+    REFUNDED,
+)
+
+_ID = re.compile(r"txn_[0-9a-f]{16,36}")
+
+LABELS = {
+    PENDING: "Awaiting payment",
+    CONFIRMING: "Confirming",
+    COMPLETED: "Paid",
+    EXPIRED: "Expired",
+    CANCELLED: "Cancelled",
+    FAILED: "Failed",
+    REFUNDED: "Refunded",
+}
+
+
+def is_payment_id(text: str) -> bool:
+    return _ID.fullmatch(text) is not None
+
+
+def http_url(url: str | None) -> str | None:
+    """Only http(s) links reach a page (never `javascript:`)."""
+    if url and urlsplit(url).scheme in ("http", "https"):
+        return url
+    return None
+
+
+def templates(request: Request) -> Environment:
+    """One Jinja environment per app, made on first use (no work at import)."""
+    env: Environment | None = getattr(request.app.state, "provider_templates", None)
+    if env is None:
+        env = Environment(
+            loader=PackageLoader("watcher.api", "templates"),
+            autoescape=select_autoescape(default=True),
+        )
+        env.filters["canonical"] = canonical
+        env.filters["plain"] = lambda d: format(d, "f")
+        env.filters["grouped"] = lambda d: f"{d:,.2f}"
+        request.app.state.provider_templates = env
+    return env
+
+
+def page_headers(nonce: str, *, forms: bool = False) -> dict[str, str]:
+    """No caching, no framing, no referrer, scripts and styles only with the page's nonce;
+    forms may post only back to us (the sandbox page), or nowhere."""
+    form_action = "'self'" if forms else "'none'"
+    return {
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Content-Security-Policy": (
+            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+            f"connect-src 'self'; img-src 'self' data:; base-uri 'none'; "
+            f"form-action {form_action}; frame-ancestors 'none'"
+        ),
+    }

@@ -1,0 +1,119 @@
+"""Card, bank and wallet as payment methods: each goes to the adapter configured for it, or
+to the sandbox for test-mode (sk_test_) payments, which never reach a real provider.
+
+The one place where a Payment meets the provider port: it becomes an Order for `start`, and
+the adapter's answer (its reference, its payment page) is noted on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from watcher import jsonio
+from watcher.db.models import Payment
+from watcher.errors import ProviderError
+from watcher.merchants import AuthedKey
+from watcher.money import canonical, from_kurus, json_number
+from watcher.payments.methods import Block, Opener
+from watcher.payments.request import CreateRequest
+from watcher.providers.base import Order, Provider
+
+log = structlog.get_logger("watcher.providers")
+
+
+class ProviderMethod:
+    def __init__(
+        self, kind: str, live: Provider, sandbox: Provider, public_url: str, ttl_ms: int
+    ) -> None:
+        self.kind = kind
+        self._adapters = {live.name: live, sandbox.name: sandbox}
+        self._live = live.name
+        self._sandbox = sandbox.name
+        self._public_url = public_url
+        self._ttl_ms = ttl_ms
+
+    async def prepare(self, key: AuthedKey, req: CreateRequest) -> Opener:
+        name = self._sandbox if key.sandbox else self._live
+
+        async def open_(session: AsyncSession, payment: Payment) -> None:
+            payment.provider_name = name
+            payment.expires_ms = payment.created_ms + self._ttl_ms
+
+        return open_
+
+    async def funds_held(self, session: AsyncSession, payment: Payment) -> str | None:
+        paid = payment.paid_kurus
+        return f"{canonical(from_kurus(paid))} TRY" if paid else None
+
+    def started(self, payment: Payment) -> bool:
+        return payment.provider_ref is not None
+
+    async def start(self, payment: Payment) -> None:
+        adapter = self._adapters[payment.provider_name or self._live]
+        started = await adapter.start(self.order(payment))
+        payment.provider_ref = started.reference
+        payment.redirect_url = started.redirect_url
+
+    async def cancelled(self, payment: Payment) -> None:
+        adapter = self._adapters.get(payment.provider_name or "")
+        if adapter is None or payment.provider_ref is None:
+            return
+        try:
+            await adapter.cancel(payment.provider_ref)
+        except ProviderError as exc:
+            log.warning(
+                "provider.cancel_failed",
+                payment_id=payment.id,
+                provider=adapter.name,
+                error=exc.message,
+            )
+
+    def order(self, payment: Payment) -> Order:
+        metadata = jsonio.loads(payment.metadata_json or "{}")
+        user_id = metadata.get("userId") if isinstance(metadata, dict) else None
+        return Order(
+            transaction_id=payment.id,
+            external_ref=payment.external_ref,
+            method=self.kind,
+            amount=from_kurus(payment.amount_kurus),
+            currency=payment.currency,
+            full_name=payment.full_name,
+            email=payment.email,
+            phone=payment.phone,
+            user_id=None if user_id is None else str(user_id),
+            return_url=payment.return_url,
+            cancel_url=payment.cancel_url,
+            payment_url=self.payment_url(payment),
+            expires_ms=payment.expires_ms,
+        )
+
+    def payment_url(self, payment: Payment) -> str:
+        return f"{self._public_url}/pay/{payment.id}"
+
+    def created(self, payment: Payment, public_url: str) -> dict[str, Any]:
+        page = f"{public_url}/pay/{payment.id}"
+        return {
+            "provider": payment.provider_name,
+            "redirectUrl": payment.redirect_url or page,
+            "paymentUrl": page,
+        }
+
+
+def provider_block(payment: Payment) -> Block:
+    paid = payment.paid_kurus
+    return Block(
+        "provider",
+        {
+            "name": payment.provider_name,
+            "reference": payment.provider_ref,
+            "paidAmount": None if paid is None else json_number(from_kurus(paid)),
+        },
+    )
+
+
+async def provider_blocks(session: AsyncSession, payments: Sequence[Payment]) -> dict[str, Block]:
+    return {p.id: provider_block(p) for p in payments}

@@ -1,0 +1,216 @@
+"""Card payments through Stripe Checkout, with the official `stripe` package.
+
+- start: a Checkout Session in TRY kuruş; `client_reference_id` and the idempotency key are
+  our transactionId, so a retried start gets the same session; success/cancel go to the
+  merchant's returnUrl/cancelUrl (else our /pay/{id}); the session expires with the payment.
+- parse: `Stripe-Signature` checked by the package (HMAC-SHA256 of `t.body`, 5 minutes'
+  tolerance), then the event type looked up in EVENTS; other types are answered and ignored.
+- fetch: the session as Stripe has it now, for a webhook that never came.
+
+Every call to Stripe is in this module, through one StripeClient pointed at
+`[providers.stripe] api_base`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+import stripe
+from stripe.params.checkout import SessionCreateParams
+
+from watcher.config import StripeSettings
+from watcher.errors import ProviderError
+from watcher.money import KURUS
+from watcher.payments.outcomes import (
+    EXPIRED_OUTCOME,
+    FAILED_OUTCOME,
+    PAID,
+    PROCESSING,
+    REFUNDED_OUTCOME,
+    Report,
+)
+from watcher.providers.base import Inbound, Order, Started, Tracked, WebhookRejected
+
+NAME = "stripe"
+TOLERANCE_S = 300
+SIGNATURE_HEADER = "stripe-signature"
+
+# A Checkout Session's payment_status when it completes -> our outcome.
+SESSION_PAYMENT_STATUS = {
+    "paid": PAID,
+    "no_payment_required": PAID,
+    "unpaid": PROCESSING,  # a delayed method (bank debit): async_payment_* follows
+}
+# A session's status as `fetch` finds it -> our outcome (open: nothing to say yet).
+SESSION_STATUS = {"expired": EXPIRED_OUTCOME}
+
+
+def _session_completed(session: Mapping[str, Any]) -> str | None:
+    return SESSION_PAYMENT_STATUS.get(str(session.get("payment_status")))
+
+
+def _charge_refunded(charge: Mapping[str, Any]) -> str | None:
+    return REFUNDED_OUTCOME if charge.get("refunded") is True else None  # partial: ignored
+
+
+# Event type -> the outcome it reports, from the event's object.
+EVENTS: dict[str, Callable[[Mapping[str, Any]], str | None]] = {
+    "checkout.session.completed": _session_completed,
+    "checkout.session.async_payment_succeeded": lambda _: PAID,
+    "checkout.session.async_payment_failed": lambda _: FAILED_OUTCOME,
+    "checkout.session.expired": lambda _: EXPIRED_OUTCOME,
+    "charge.refunded": _charge_refunded,
+}
+FAILURE_REASONS = {"checkout.session.async_payment_failed": "async_payment_failed"}
+
+
+class _HTTPXClient(stripe.HTTPXClient):
+    """The package's httpx client, sending the form body as `content=`: it passes raw bytes
+    as `data=`, which httpx deprecates (a warning on every request, an error some day)."""
+
+    def _get_request_args_kwargs(
+        self, method: str, url: str, headers: Mapping[str, str], post_data: Any
+    ) -> list[Any]:
+        args, kwargs = super()._get_request_args_kwargs(method, url, headers, post_data)
+        data = kwargs.pop("data", None)
+        if data:
+            kwargs["content"] = data
+        return [args, kwargs]
+
+
+class StripeProvider:
+    name = NAME
+
+    def __init__(self, settings: StripeSettings, public_url: str) -> None:
+        self._webhook_secret = settings.webhook_secret
+        self._public_url = public_url
+        self._http = _HTTPXClient(timeout=settings.timeout_s)
+        self._client = stripe.StripeClient(
+            settings.secret_key,
+            base_addresses={"api": settings.api_base},
+            http_client=self._http,
+            max_network_retries=0,
+        )
+
+    async def start(self, order: Order) -> Started:
+        fallback = order.payment_url
+        params: SessionCreateParams = {
+            "mode": "payment",
+            "client_reference_id": order.transaction_id,
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": order.currency.lower(),
+                        "unit_amount": int(order.amount * KURUS),
+                        "product_data": {"name": f"Order {order.external_ref}"},
+                    },
+                }
+            ],
+            "success_url": order.return_url or fallback,
+            "cancel_url": order.cancel_url or fallback,
+            "expires_at": order.expires_ms // 1000,
+            "metadata": _ours(order),
+            "payment_intent_data": {"metadata": _ours(order)},
+        }
+        if order.email:
+            params["customer_email"] = order.email
+        options: stripe.RequestOptions = {"idempotency_key": order.transaction_id}
+        try:
+            session = await self._client.v1.checkout.sessions.create_async(params, options)
+        except stripe.StripeError as exc:
+            raise ProviderError(_failure("could not open a checkout session", exc)) from exc
+        if not session.id or not session.url:
+            raise ProviderError("Stripe answered without a checkout session id or URL")
+        return Started(reference=session.id, redirect_url=session.url)
+
+    def parse(self, inbound: Inbound) -> list[Report]:
+        header = inbound.headers.get(SIGNATURE_HEADER)
+        try:
+            stripe.WebhookSignature.verify_header(
+                inbound.body, header, self._webhook_secret, TOLERANCE_S
+            )
+            event = json.loads(inbound.body, parse_float=Decimal)
+        except stripe.SignatureVerificationError as exc:
+            raise WebhookRejected(str(exc).split(" (")[0]) from None
+        except ValueError:  # not UTF-8 or not JSON, though signed
+            raise WebhookRejected("the body is not a JSON event") from None
+        return [_report(event)]
+
+    async def fetch(self, tracked: Tracked) -> Report | None:
+        try:
+            session = await self._client.v1.checkout.sessions.retrieve_async(tracked.reference)
+        except stripe.StripeError as exc:
+            raise ProviderError(_failure("could not read a checkout session", exc)) from exc
+        data = session.to_dict()
+        outcome = SESSION_STATUS.get(str(data.get("status")))
+        if data.get("status") == "complete":
+            outcome = _session_completed(data)
+        if outcome is None:
+            return None
+        status = f"{data.get('status')}/{data.get('payment_status')}"
+        return _session_report(data, outcome, f"session:{tracked.reference}:{status}", status)
+
+    async def cancel(self, reference: str) -> None:
+        """Expire the open session, so a cancelled payment cannot be paid there any more."""
+        try:
+            await self._client.v1.checkout.sessions.expire_async(reference)
+        except stripe.StripeError as exc:
+            raise ProviderError(_failure("could not expire a checkout session", exc)) from exc
+
+    async def close(self) -> None:
+        await self._http.close_async()  # type: ignore[no-untyped-call]
+
+
+def _ours(order: Order) -> dict[str, str]:
+    return {"transactionId": order.transaction_id, "externalRef": order.external_ref}
+
+
+def _report(event: Any) -> Report:
+    if not isinstance(event, dict) or not isinstance(event.get("id"), str):
+        raise WebhookRejected("the body is not a Stripe event")
+    kind = str(event.get("type", ""))
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict) or kind not in EVENTS:
+        return Report(key=event["id"], type=kind or "unknown", outcome=None)
+    outcome = EVENTS[kind](obj)
+    if kind == "charge.refunded":
+        metadata = obj.get("metadata")
+        ours = metadata.get("transactionId") if isinstance(metadata, dict) else None
+        return Report(
+            key=event["id"],
+            type=kind,
+            outcome=outcome,
+            transaction_id=_text(ours),
+            reference=_text(obj.get("payment_intent")),
+        )
+    return _session_report(obj, outcome, event["id"], kind)
+
+
+def _session_report(session: Mapping[str, Any], outcome: str | None, key: str, kind: str) -> Report:
+    total = session.get("amount_total")
+    paid = Decimal(total) / KURUS if isinstance(total, int) and outcome == PAID else None
+    return Report(
+        key=key,
+        type=kind,
+        outcome=outcome,
+        transaction_id=_text(session.get("client_reference_id")),
+        reference=_text(session.get("id")),
+        payment_ref=_text(session.get("payment_intent")),
+        paid_amount=paid,
+        reason=FAILURE_REASONS.get(kind),
+    )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _failure(what: str, exc: stripe.StripeError) -> str:
+    """Why, without Stripe's message (it may echo request data): the kind and HTTP status."""
+    status = f" (HTTP {exc.http_status})" if exc.http_status else ""
+    return f"Stripe {what}: {type(exc).__name__}{status}"
