@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from watcher.api import checkout, errors, events, health, payments, providers
+from watcher.api import checkout, errors, events, health, payments, providers, sandbox
 from watcher.api.bodylimit import BodyLimit
 from watcher.api.ratelimit import RateLimiter
 from watcher.metrics import HttpMetrics, Metrics
@@ -22,7 +22,7 @@ def create_app(services: Services, metrics: Metrics | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.rate_limiter = RateLimiter(services.settings.api.rate_limit_per_minute)
     errors.install(app)
-    for module in (payments, events, checkout, health, providers):
+    for module in (payments, events, checkout, health, providers, sandbox):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=services.settings.api.max_body_bytes)
     if metrics is not None:

@@ -11,7 +11,18 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from watcher.cli import admin, callbacks, chain, common, devchain, merchant, payments, rate, serve
+from watcher.cli import (
+    admin,
+    callbacks,
+    chain,
+    common,
+    devchain,
+    merchant,
+    payments,
+    rate,
+    sandbox,
+    serve,
+)
 from watcher.cli.shape import ConfigOpt
 from watcher.config import LogSettings
 from watcher.logs import configure_logging
@@ -59,6 +70,7 @@ app.add_typer(payments.app, name="payments", help="Inspect payments.")
 app.add_typer(callbacks.app, name="callbacks", help="Merchant callbacks: list, show, retry.")
 app.add_typer(rate.app, name="rate", help="The TRY/USDT rate payments are locked at.")
 app.add_typer(chain.app, name="chain", help="The chain follower: status, verify a transaction.")
+app.add_typer(sandbox.app, name="sandbox", help="Test-mode payments: pay one without a chain.")
 
 
 def main() -> NoReturn:
