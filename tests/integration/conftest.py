@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -71,9 +72,16 @@ def api_sections() -> dict[str, dict[str, object]]:
 
 @pytest.fixture
 async def api(db_url: str, api_sections: dict[str, dict[str, object]]) -> AsyncIterator[ApiHarness]:
+    async with serve_api(db_url, **api_sections) as harness:
+        yield harness
+
+
+@asynccontextmanager
+async def serve_api(db_url: str, **sections: dict[str, object]) -> AsyncIterator[ApiHarness]:
+    """The API on loopback with these settings, the fake Binance, a merchant "shop"."""
     binance = FakeBinance(price=Decimal("35.50"))
     async with serve_asgi(_binance_app(binance)) as binance_url:
-        settings = api_settings(db_url, binance_url, **api_sections)
+        settings = api_settings(db_url, binance_url, **sections)
         async with build_services(settings) as services:
             async with services.sessions() as s, s.begin():
                 s.add(ChainCursor(name="seen", block_number=START_BLOCK, updated_ms=now_ms()))

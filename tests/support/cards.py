@@ -6,23 +6,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import httpx
-from starlette.applications import Starlette
 
-from tests.integration.conftest import START_BLOCK, ApiHarness, api_settings
-from tests.support.servers import serve_asgi
-from watcher.api.app import create_app
+from tests.integration.conftest import ApiHarness, serve_api
 from watcher.callbacks.delivery import DeliveryWorker
-from watcher.clock import now_ms
-from watcher.db.models import ChainCursor
 from watcher.devchain import stripe as fake_stripe
-from watcher.devchain.binance import FakeBinance
 from watcher.devchain.stripe import FakeStripe
-from watcher.merchants import create_merchant
-from watcher.services import build_services
 
 SECRET_KEY = "sk_test_51FakeKeyForTheLocalStripe"
 WEBHOOK_SECRET = "whsec_local_fake_stripe_secret"
@@ -77,11 +68,7 @@ async def card_harness(
     db_url: str, stripe: FakeStripe | None = None, **sections: dict[str, object]
 ) -> AsyncIterator[CardHarness]:
     fake = stripe or FakeStripe()
-    binance = FakeBinance(price=Decimal("35.50"))
-    async with (
-        fake_stripe.serve(fake) as stripe_url,
-        serve_asgi(Starlette(routes=binance.routes())) as binance_url,
-    ):
+    async with fake_stripe.serve(fake) as stripe_url:
         providers: dict[str, object] = {
             "card": "stripe",
             "stripe": {
@@ -92,13 +79,5 @@ async def card_harness(
             },
         }
         providers.update(sections.pop("providers", {}))
-        settings = api_settings(db_url, binance_url, providers=providers, **sections)
-        async with build_services(settings) as services:
-            async with services.sessions() as s, s.begin():
-                s.add(ChainCursor(name="seen", block_number=START_BLOCK, updated_ms=now_ms()))
-                merchant = await create_merchant(s, services.box, "shop")
-            async with (
-                serve_asgi(create_app(services)) as url,
-                httpx.AsyncClient(timeout=30) as http,
-            ):
-                yield CardHarness(url, services, merchant, binance, http, fake)
+        async with serve_api(db_url, providers=providers, **sections) as api:
+            yield CardHarness(**vars(api), stripe=fake)

@@ -21,15 +21,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
-from sqlalchemy import select
-from sqlmodel import col
 
 from watcher import jsonio
 from watcher.api import i18n
-from watcher.api.pages import http_url, is_payment_id
+from watcher.api.pages import http_url, payment_and_merchant
 from watcher.api.provider_page import provider_view, render
 from watcher.clock import iso
-from watcher.db.models import Merchant, Payment
 from watcher.errors import NotFound
 from watcher.money import canonical, from_kurus, from_micro
 from watcher.payments.states import OPEN_STATES
@@ -100,16 +97,8 @@ def _usdt(micro: int) -> Decimal:
 
 
 async def _view(services: Services, payment_id: str) -> CheckoutView | None:
-    if not is_payment_id(payment_id):
-        return None
     async with services.sessions() as session:
-        row = (
-            await session.execute(
-                select(Payment, col(Merchant.name))
-                .join(Merchant, col(Merchant.id) == col(Payment.merchant_id))
-                .where(col(Payment.id) == payment_id)
-            )
-        ).first()
+        row = await payment_and_merchant(session, payment_id)
     if row is None:
         return None
     p, merchant = row

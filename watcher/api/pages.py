@@ -8,7 +8,11 @@ from urllib.parse import urlsplit
 
 from fastapi import Request
 from jinja2 import Environment, PackageLoader, select_autoescape
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
+from watcher.db.models import Merchant, Payment
 from watcher.money import canonical
 from watcher.payments.states import (
     CANCELLED,
@@ -35,6 +39,22 @@ LABELS = {
 
 def is_payment_id(text: str) -> bool:
     return _ID.fullmatch(text) is not None
+
+
+async def payment_and_merchant(
+    session: AsyncSession, payment_id: str
+) -> tuple[Payment, str] | None:
+    """The payment a public page shows, and its merchant's name; None for an unknown id."""
+    if not is_payment_id(payment_id):
+        return None
+    row = (
+        await session.execute(
+            select(Payment, col(Merchant.name))
+            .join(Merchant, col(Merchant.id) == col(Payment.merchant_id))
+            .where(col(Payment.id) == payment_id)
+        )
+    ).first()
+    return None if row is None else (row[0], row[1])
 
 
 def http_url(url: str | None) -> str | None:

@@ -17,8 +17,8 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from sqlmodel import col
 
-from watcher.api.pages import LABELS, http_url, is_payment_id, page_headers, templates
-from watcher.db.models import Merchant, Payment, PaymentReport
+from watcher.api.pages import LABELS, http_url, page_headers, payment_and_merchant, templates
+from watcher.db.models import PaymentReport
 from watcher.money import from_kurus
 from watcher.payments.states import COMPLETED
 from watcher.services import Services
@@ -64,17 +64,9 @@ class ProviderView:
 
 
 async def provider_view(services: Services, payment_id: str) -> ProviderView | None:
-    if not is_payment_id(payment_id):
-        return None
     async with services.sessions() as session:
-        row = (
-            await session.execute(
-                select(Payment, col(Merchant.name))
-                .join(Merchant, col(Merchant.id) == col(Payment.merchant_id))
-                .where(col(Payment.id) == payment_id, col(Payment.provider_name).is_not(None))
-            )
-        ).first()
-        if row is None:
+        row = await payment_and_merchant(session, payment_id)
+        if row is None or row[0].provider_name is None:
             return None
         reason = (
             await session.execute(
