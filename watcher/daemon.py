@@ -21,12 +21,14 @@ from typing import Protocol
 
 import structlog
 import uvicorn
+from sqlalchemy.exc import DBAPIError
 
 from watcher.api import serving
 from watcher.api.app import create_app
 from watcher.callbacks.delivery import DeliveryWorker
 from watcher.config import Settings
-from watcher.db.engine import create_engine, is_sqlite, sqlite_path
+from watcher.db.engine import create_engine, is_sqlite, sqlite_dir_made
+from watcher.db.errors import transient_db_error, unavailable
 from watcher.db.migrate import upgrade
 from watcher.locks import LeaderElected, PgLeaderLock, SqliteInstanceLock
 from watcher.metrics import Metrics
@@ -124,9 +126,7 @@ class Scanner:
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.services
-        # At the first start the node may not answer yet: the API is open meanwhile (creates
-        # get 502, /healthz "starting"), and a stop does not wait for a retry.
-        if not await _unless_stopped(stop, self.ensure_cursor()):
+        if not await self._started(stop):
             return
         follower = Follower(
             s.settings, s.sessions, self.tron, s.clock, metrics=self.metrics, watchdog=self.watchdog
@@ -137,6 +137,24 @@ class Scanner:
             group.create_task(follower.run(stop), name="follower")
             group.create_task(expirer.run(stop), name="expirer")
             group.create_task(reconciler.run(stop), name="provider-reconcile")
+
+    async def _started(self, stop: asyncio.Event) -> bool:
+        """The start cursor, resolved or read. At the first start the node may not answer
+        yet: the API is open meanwhile (creates get 502, /healthz "starting"), and a stop
+        does not wait for a retry. A database outage is waited out the same way."""
+        attempt = 0
+        while not stop.is_set():
+            try:
+                return await _unless_stopped(stop, self.ensure_cursor())
+            except DBAPIError as exc:
+                if not transient_db_error(exc):
+                    raise
+                delay = self.tron.backoff(attempt)
+                attempt += 1
+                log.warning("scanner.start_retry", error=str(exc).splitlines()[0], retry_in_s=delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+        return False
 
 
 @dataclass
@@ -182,11 +200,15 @@ class Daemon:
         return 0
 
     async def _single_instance(self, stack: AsyncExitStack) -> None:
-        path = sqlite_path(self.settings.database.url)
+        path = sqlite_dir_made(self.settings.database.url)
         if path is None:
             return
         lock = SqliteInstanceLock(path)
-        lock.acquire()  # raises with a clear message when another daemon holds the file
+        try:
+            lock.acquire()  # raises with a clear message when another daemon holds the file
+        except OSError as exc:
+            why = f"cannot create the lock file {lock.path}: {exc.strerror or exc}"
+            raise unavailable(self.settings.database.url, why, exc) from None
         stack.callback(lock.release)
 
     def _elected(self, scanner: Scanner) -> Component:

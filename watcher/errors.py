@@ -15,6 +15,7 @@
     ├── ServerError           500 SERVER_ERROR
     ├── ProviderError         502 PROVIDER_ERROR
     └── SystemDisabled        503 SYSTEM_DISABLED
+        └── DatabaseDown      503 SYSTEM_DISABLED (Retry-After): the database is unreachable
 
 Each class's docstring is its default message. The API maps them to JSON in one handler.
 """
@@ -124,3 +125,13 @@ class SystemDisabled(WatcherError):
 
     status = 503
     code = "SYSTEM_DISABLED"
+
+
+class DatabaseDown(SystemDisabled):
+    """The payment system is temporarily unavailable (its database cannot be reached); retry
+    after the number of seconds in Retry-After."""
+
+    RETRY_AFTER_S = 5
+
+    def __init__(self, message: str | None = None):
+        super().__init__(message, headers={"Retry-After": str(self.RETRY_AFTER_S)})

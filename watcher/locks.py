@@ -135,6 +135,7 @@ class PgLeaderLock:
         self._connect = connect
         self._conn: Any = None
         self._leading = False
+        self._unreachable = False  # the last attempt could not reach the database
         self.lost = asyncio.Event()
 
     @property
@@ -163,9 +164,13 @@ class PgLeaderLock:
                 "SELECT pg_try_advisory_lock($1)", self.key, timeout=self.timeout_s
             )
         except _PG_ERRORS as exc:
-            log.warning("leader.database_unreachable", error=str(exc) or type(exc).__name__)
+            # Once per outage; the standby keeps polling quietly until the database is back.
+            level = log.debug if self._unreachable else log.warning
+            level("leader.database_unreachable", error=str(exc) or type(exc).__name__)
+            self._unreachable = True
             self._drop()
             return False
+        self._unreachable = False
         return bool(got)
 
     async def _open(self) -> Any:

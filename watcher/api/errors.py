@@ -6,9 +6,11 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from watcher.errors import ServerError, WatcherError
+from watcher.db.errors import transient_db_error
+from watcher.errors import DatabaseDown, ServerError, WatcherError
 
 log = structlog.get_logger("watcher.api")
 
@@ -51,8 +53,24 @@ def install(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
 
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        # Handled here rather than as any Exception: Starlette re-raises those after the
+        # 500 (a second traceback in the log); an outage is not a bug, it gets one line.
+        if not transient_db_error(exc):
+            return _server_error(request)
+        log.warning(
+            "api.database_unavailable", path=request.url.path, error=str(exc).splitlines()[0]
+        )
+        err = DatabaseDown()
+        return error_response(err.status, err.code, err.message, err.headers)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled_error", path=request.url.path)
-        err = ServerError()
-        return error_response(err.status, err.code, err.message)
+        return _server_error(request)
+
+
+def _server_error(request: Request) -> JSONResponse:
+    log.exception("unhandled_error", path=request.url.path)
+    err = ServerError()
+    return error_response(err.status, err.code, err.message)

@@ -80,6 +80,7 @@ class DeliveryWorker:
         self._sender = Sender(http, self._cfg)
         self._in_flight: Tally[str] = Tally()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._claims_failing = False  # the last claim met a database error
         self._slot_freed = asyncio.Event()
         self._claim_batch = max(1, self._cfg.concurrency // 4)
         self._marks: list[tuple[Mark, asyncio.Future[bool]]] = []
@@ -126,8 +127,14 @@ class DeliveryWorker:
             _, more = await self._fill()
         except (OperationalError, DBAPIError, OSError) as exc:
             # The database is down or busy: keep the loop alive, try again after a poll.
-            log.warning("delivery.claim_failed", worker=self.worker_id, error=str(exc)[:300])
+            # Said once per outage, not at every poll.
+            level = log.debug if self._claims_failing else log.warning
+            level("delivery.claim_failed", worker=self.worker_id, error=str(exc)[:300])
+            self._claims_failing = True
             return False
+        if self._claims_failing:
+            log.info("delivery.claims_resumed", worker=self.worker_id)
+            self._claims_failing = False
         return more
 
     async def _fill(self) -> tuple[int, bool]:

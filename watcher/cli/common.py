@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from watcher import jsonio
 from watcher.config import ConfigError, Settings, load_settings
 from watcher.db.engine import create_engine, session_factory, sqlite_path
+from watcher.db.errors import DatabaseUnavailable
 from watcher.db.migrate import is_current
 from watcher.merchants import ensure_test_secrets
 from watcher.secrets import SecretBox, SecretKeyError, open_box
@@ -71,7 +72,11 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
+    """Run a command's async work; a database that cannot be used is its one error line."""
+    try:
+        return asyncio.run(coro)
+    except DatabaseUnavailable as exc:
+        fail(str(exc))
 
 
 @asynccontextmanager

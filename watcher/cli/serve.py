@@ -10,6 +10,7 @@ from watcher.cli.common import fail, state
 from watcher.cli.shape import ConfigOpt
 from watcher.config import ConfigError
 from watcher.daemon import Daemon, DaemonError
+from watcher.db.errors import DatabaseUnavailable
 from watcher.demo import run_demo
 from watcher.locks import InstanceLocked
 from watcher.logs import configure_logging
@@ -23,7 +24,7 @@ def _serve(ctx: typer.Context, config: str | None, parts: frozenset[str]) -> Non
     configure_logging(settings.log)
     try:
         code = asyncio.run(Daemon(settings, parts).run())
-    except (DaemonError, InstanceLocked) as exc:
+    except (DaemonError, InstanceLocked, DatabaseUnavailable) as exc:
         fail(str(exc))
     except ConfigError as exc:
         fail(f"invalid configuration: {exc}")
