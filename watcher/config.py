@@ -72,6 +72,9 @@ class ApiSettings(_Section):
     port: int = Field(8080, ge=0, le=65535)
     public_url: str = ""
     rate_limit_per_minute: int = Field(120, ge=0)
+    auth_failures_per_minute: int = Field(30, ge=0)
+    pay_rate_limit_per_minute: int = Field(600, ge=0)
+    trusted_proxies: list[str] = ["127.0.0.1", "::1"]
     max_body_bytes: int = Field(65536, ge=1024)
 
 

@@ -94,6 +94,8 @@ class ApiServer:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=int(GRACE_S),
+            proxy_headers=True,
+            forwarded_allow_ips=settings.api.trusted_proxies,
         )
         server = serving.Server(config)
         task = await serving.start(server, sockets=[self.sock])

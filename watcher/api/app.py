@@ -6,9 +6,11 @@ from fastapi import FastAPI
 
 from watcher.api import checkout, errors, events, health, payments, providers, sandbox
 from watcher.api.bodylimit import BodyLimit
-from watcher.api.ratelimit import RateLimiter
+from watcher.api.ratelimit import PageLimit, RateLimiter
 from watcher.metrics import HttpMetrics, Metrics
 from watcher.services import Services
+
+PUBLIC_PAGES = ("/pay/", "/sandbox/pay/")  # no API key: limited per client address
 
 
 def create_app(services: Services, metrics: Metrics | None = None) -> FastAPI:
@@ -20,11 +22,15 @@ def create_app(services: Services, metrics: Metrics | None = None) -> FastAPI:
     )
     app.state.services = services
     app.state.metrics = metrics
-    app.state.rate_limiter = RateLimiter(services.settings.api.rate_limit_per_minute)
+    limits = services.settings.api
+    app.state.rate_limiter = RateLimiter(limits.rate_limit_per_minute)
+    app.state.auth_failures = RateLimiter(limits.auth_failures_per_minute)
     errors.install(app)
     for module in (payments, events, checkout, health, providers, sandbox):
         app.include_router(module.router)
-    app.add_middleware(BodyLimit, max_bytes=services.settings.api.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    pages = RateLimiter(limits.pay_rate_limit_per_minute)
+    app.add_middleware(PageLimit, limiter=pages, prefixes=PUBLIC_PAGES)
     if metrics is not None:
         app.add_middleware(HttpMetrics, metrics=metrics)
     return app

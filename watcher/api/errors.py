@@ -5,9 +5,10 @@ from __future__ import annotations
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from watcher.db.errors import transient_db_error
 from watcher.errors import DatabaseDown, ServerError, WatcherError
@@ -52,6 +53,12 @@ def install(app: FastAPI) -> None:
         )
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, _: ClientDisconnect) -> Response:
+        # The client hung up before sending its whole body: nothing to answer, nothing wrong.
+        log.info("api.client_disconnected", path=request.url.path)
+        return Response(status_code=400)
 
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
