@@ -18,6 +18,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import NullPool
 
+from tests.support import pgcluster
+from tests.support.pgcluster import PgCluster
 from watcher.db.engine import create_engine, session_factory
 from watcher.db.migrate import upgrade
 
@@ -116,3 +118,17 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 def _secret_key(monkeypatch: pytest.MonkeyPatch) -> None:
     # A fixed master key so tests never write key files into the repo.
     monkeypatch.setenv("WATCHER_SECRET_KEY", "x4XHk6qf3W5sC3xK0v1h8c3W6mQ9Zb2LrT7yU1pN5aE=")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[PgCluster]:
+    """A private PostgreSQL cluster the tests of one module may stop and start."""
+    if not pgcluster.available():
+        pytest.skip("no initdb/pg_ctl to run a private PostgreSQL cluster")
+    made = PgCluster()
+    try:
+        made.init()
+        made.start()
+        yield made
+    finally:
+        made.remove()

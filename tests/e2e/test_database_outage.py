@@ -8,7 +8,6 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,25 +18,11 @@ import pytest
 from tests.conftest import PG_ADMIN_DB, PG_HOST, PG_PORT, pg_reachable
 from tests.e2e.test_processes import _config, _free_port, _port, _spawn, _wait_http, _watcher
 from tests.e2e.test_processes import devchain as devchain  # the fixture
-from tests.support import pgcluster
 from tests.support.pgcluster import PgCluster
 from watcher.devchain.server import DevChainServer
 from watcher.money import to_micro
 
 PASSWORD = "hunter2"
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[PgCluster]:
-    if not pgcluster.available():
-        pytest.skip("no initdb/pg_ctl to run a private PostgreSQL cluster")
-    made = PgCluster()
-    try:
-        made.init()
-        made.start()
-        yield made
-    finally:
-        made.remove()
 
 
 def _unusable(tmp_path: Path, case: str) -> tuple[str, str]:

@@ -3,7 +3,7 @@ normal when the server is. A private cluster this module starts and stops."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import asyncpg
@@ -12,7 +12,6 @@ import pytest
 from starlette.applications import Starlette
 
 from tests.integration.conftest import api_settings
-from tests.support import pgcluster
 from tests.support.pgcluster import PgCluster
 from tests.support.servers import serve_asgi
 from watcher.api.app import create_app
@@ -23,19 +22,6 @@ from watcher.db.models import ChainCursor
 from watcher.devchain.binance import FakeBinance
 from watcher.merchants import create_merchant
 from watcher.services import build_services
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[PgCluster]:
-    if not pgcluster.available():
-        pytest.skip("no initdb/pg_ctl to run a private PostgreSQL cluster")
-    made = PgCluster()
-    try:
-        made.init()
-        made.start()
-        yield made
-    finally:
-        made.remove()
 
 
 @pytest.fixture
