@@ -128,8 +128,7 @@ class SystemDisabled(WatcherError):
 
 
 class DatabaseDown(SystemDisabled):
-    """The payment system is temporarily unavailable (its database cannot be reached); retry
-    after the number of seconds in Retry-After."""
+    """The database cannot be reached right now; retry after the seconds in Retry-After."""
 
     RETRY_AFTER_S = 5
 

@@ -72,7 +72,11 @@ async def test_api_answers_503_with_retry_after_while_the_database_is_down(
     ):
         down = await http.request(method, path, **kw)  # type: ignore[arg-type]
         assert down.status_code == 503, (path, down.status_code, down.text)
-        assert down.json()["error"]["code"] == "SYSTEM_DISABLED", path
+        error = down.json()["error"]
+        assert error["code"] == "SYSTEM_DISABLED", path
+        assert error["message"] == "The database cannot be reached right now; retry after the " + (
+            "seconds in Retry-After."
+        )
         assert int(down.headers["Retry-After"]) >= 1, path
     health = await http.get("/healthz")
     assert health.status_code == 503 and health.json()["checks"]["database"]["ok"] is False
