@@ -128,17 +128,23 @@ class Scanner:
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.services
-        if not await self._started(stop):
-            return
-        follower = Follower(
-            s.settings, s.sessions, self.tron, s.clock, metrics=self.metrics, watchdog=self.watchdog
-        )
-        expirer = Expirer(s.settings, s.sessions, s.clock)
         reconciler = ProviderReconciler(s.settings, s.sessions, s.providers, s.payments, s.clock)
         async with asyncio.TaskGroup() as group:
+            group.create_task(reconciler.run(stop), name="provider-reconcile")
+            # The chain's loops wait for the start cursor; card payments do not.
+            if not await self._started(stop):
+                return
+            follower = Follower(
+                s.settings,
+                s.sessions,
+                self.tron,
+                s.clock,
+                metrics=self.metrics,
+                watchdog=self.watchdog,
+            )
+            expirer = Expirer(s.settings, s.sessions, s.clock)
             group.create_task(follower.run(stop), name="follower")
             group.create_task(expirer.run(stop), name="expirer")
-            group.create_task(reconciler.run(stop), name="provider-reconcile")
 
     async def _started(self, stop: asyncio.Event) -> bool:
         """The start cursor, resolved or read. At the first start the node may not answer
