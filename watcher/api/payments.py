@@ -43,6 +43,7 @@ async def create_payment(
         await _json_body(request),
         settings.limits,
         allow_private_urls=settings.callbacks.allow_private_urls,
+        enabled=services.payments.kinds,
     )
     result = await services.payments.create(merchant, req)
     public_url = services.settings.public_url()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -75,9 +76,19 @@ class CreateRequest:
         return canonical(value) if isinstance(value, Decimal) else str(value)
 
 
+def not_enabled(provider: str) -> InvalidRequest:
+    return InvalidRequest(f"provider {provider!r} is not enabled on this server")
+
+
 def parse_create(
-    body: Any, limits: LimitsSettings, *, allow_private_urls: bool = False
+    body: Any,
+    limits: LimitsSettings,
+    *,
+    allow_private_urls: bool = False,
+    enabled: Collection[str] | None = None,
 ) -> CreateRequest:
+    """The request, checked in the order a client can act on: the body's shape, whether the
+    payment method is on (`enabled`; None: all), then the fields."""
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
     _check_tree(body)
@@ -90,6 +101,8 @@ def parse_create(
     if unknown:
         raise InvalidRequest(f"unknown field(s): {', '.join(unknown)}")
     provider = _choice(body, "provider", PROVIDERS, default="crypto")
+    if enabled is not None and provider not in enabled:
+        raise not_enabled(provider)
     currency = _choice(body, "currency", ("TRY",), default="TRY")
     email = _email(body.get("email"), required=provider == "card")
     phone = _phone(body.get("phone"), required=provider == "card")

@@ -34,7 +34,7 @@ from watcher.payments.events import record_event
 from watcher.payments.methods import Block, Describe, Opener, PaymentMethod
 from watcher.payments.outcomes import Report
 from watcher.payments.reports import Applied, apply_reports
-from watcher.payments.request import CreateRequest
+from watcher.payments.request import CreateRequest, not_enabled
 from watcher.payments.states import CANCELLED, PENDING
 from watcher.payments.switch import ensure_enabled
 from watcher.secrets import new_id
@@ -64,6 +64,11 @@ class PaymentService:
         self._describe = describe
         self._clock = clock
 
+    @property
+    def kinds(self) -> frozenset[str]:
+        """The payment methods a create request may ask for on this server."""
+        return frozenset(self._methods)
+
     async def block(self, session: AsyncSession, payment: Payment) -> Block | None:
         """The payment method's part of the payment's JSON, as of now."""
         return (await self._describe(session, [payment])).get(payment.id)
@@ -71,7 +76,7 @@ class PaymentService:
     async def create(self, key: AuthedKey, req: CreateRequest) -> Created:
         method = self._methods.get(req.provider)
         if method is None:
-            raise InvalidRequest(f"provider {req.provider!r} is not enabled on this server")
+            raise not_enabled(req.provider)
         existing = await self._existing(key, req)
         if existing is not None:
             return Created(await self._started(method, existing), False, method)
