@@ -184,6 +184,7 @@ class AcidPanelSettings(_Section):
     secret_key: str = ""
     credential_key: str = ""
     bank_method: Literal["manual", "eiban", "third-party"] = "manual"
+    timeout_s: float = Field(10, gt=0)
 
     _base_url = field_validator("base_url")(_http_url)
 
@@ -193,6 +194,7 @@ class KazawalletSettings(_Section):
     api_key: str = ""
     api_secret: str = ""
     currency: str = "TRY"
+    timeout_s: float = Field(10, gt=0)
 
     _base_url = field_validator("base_url")(_http_url)
 

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from watcher.config import ConfigError, Settings
 from watcher.db.models import Payment
 from watcher.payments.methods import Block, Describe, PaymentMethod
+from watcher.providers.acidpanel import AcidPanelProvider
 from watcher.providers.base import Provider
 from watcher.providers.method import ProviderMethod, provider_blocks
 from watcher.providers.sandbox import SandboxProvider
@@ -58,6 +59,8 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
             from watcher.providers.stripe import StripeProvider
 
             built[name] = StripeProvider(settings.providers.stripe, public_url)
+        elif name == "acidpanel":
+            built[name] = AcidPanelProvider(settings.providers.acidpanel)
         else:
             raise ConfigError(
                 f"providers.{method} = {name!r}: that adapter is not part of this version"
@@ -76,6 +79,6 @@ def build_methods(
     ttl_ms = int(Decimal(str(settings.providers.session_ttl_min)) * 60_000)
     for kind, name in settings.providers.enabled().items():
         methods[kind] = ProviderMethod(
-            kind, providers[name], providers["sandbox"], settings.public_url(), ttl_ms
+            kind, providers[name], providers["sandbox"], settings.public_url(), ttl_ms, rates
         )
     return methods

@@ -72,6 +72,25 @@ def usdt_for_try(
     return (amount_try / effective).quantize(USDT_PLACES, rounding=ROUND_HALF_UP)
 
 
+def converted(amount_try: Decimal, rate: Decimal) -> Decimal:
+    """`amount_try` in a currency worth `rate` TRY (USD or USDT at the USDTTRY rate), 2 dp
+    half-up: what a provider paid in that currency is asked for."""
+    return usdt_for_try(amount_try, rate)
+
+
+def try_for_converted(paid: Decimal, rate: Decimal, ordered_try: Decimal) -> Decimal:
+    """TRY for `paid` in the currency an order of `ordered_try` was converted to at `rate`:
+    exactly the order when `paid` is what was asked, else `paid * rate` (2 dp half-up)."""
+    if paid == converted(ordered_try, rate):
+        return ordered_try
+    return (paid * rate).quantize(TRY_PLACES, rounding=ROUND_HALF_UP)
+
+
+def round_try(d: Decimal) -> Decimal:
+    """A TRY amount a provider reported, to kuruş (half-up): providers print 500.00 or 500."""
+    return d.quantize(TRY_PLACES, rounding=ROUND_HALF_UP)
+
+
 def canonical(d: Decimal | int) -> str:
     """Plain decimal, no exponent, no trailing zeros: what JavaScript prints for the number.
 

@@ -23,7 +23,7 @@ async def test_upgrade_is_idempotent_and_creates_tables(engine: AsyncEngine) -> 
     async with engine.connect() as conn:
         tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
     assert {"payment", "callback", "transfer", "chain_cursor", "merchant"} <= tables
-    assert head_revision() == "0003"
+    assert head_revision() == "0004"
 
 
 @pytest.fixture

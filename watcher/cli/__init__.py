@@ -19,6 +19,7 @@ from watcher.cli import (
     devchain,
     merchant,
     payments,
+    providers,
     rate,
     sandbox,
     serve,
@@ -70,6 +71,9 @@ app.add_typer(payments.app, name="payments", help="Inspect payments.")
 app.add_typer(callbacks.app, name="callbacks", help="Merchant callbacks: list, show, retry.")
 app.add_typer(rate.app, name="rate", help="The TRY/USDT rate payments are locked at.")
 app.add_typer(chain.app, name="chain", help="The chain follower: status, verify a transaction.")
+app.add_typer(
+    providers.app, name="providers", help="Card, bank and wallet providers: check credentials."
+)
 app.add_typer(sandbox.app, name="sandbox", help="Test-mode payments: pay one without a chain.")
 
 

@@ -126,7 +126,10 @@ class PaymentReport(SQLModel, table=True):
     page), stored before it is acknowledged and applied once: (source, key) is unique."""
 
     __tablename__ = "payment_report"
-    __table_args__ = (UniqueConstraint("source", "key", name="uq_report_source_key"),)
+    __table_args__ = (
+        UniqueConstraint("source", "key", name="uq_report_source_key"),
+        Index("ix_payment_report_result", "result", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     source: str = Field(max_length=16)  # stripe | sandbox | …
@@ -136,8 +139,13 @@ class PaymentReport(SQLModel, table=True):
     transaction_id: str | None = Field(default=None, max_length=64)
     reference: str | None = Field(default=None, max_length=200)
     reason: str | None = Field(default=None, max_length=200)  # why it failed, as reported
+    payment_ref: str | None = Field(default=None, max_length=200)  # its id of the money movement
+    # What the provider says was paid, in millionths of `paid_currency` (exact for TRY and
+    # for the 2-6 decimals other currencies use).
+    paid_micro: int | None = Field(default=None, sa_column=_big(nullable=True))
+    paid_currency: str | None = Field(default=None, max_length=8)
     payment_id: str | None = Field(default=None, foreign_key="payment.id", index=True)
-    # applied | no_change | unknown_reference | ignored
+    # received (stored, not applied yet) | applied | no_change | unknown_reference | ignored
     result: str = Field(max_length=24)
     received_ms: int = Field(sa_column=_big(nullable=False))
     body: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

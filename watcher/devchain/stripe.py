@@ -73,8 +73,16 @@ def sign(body: bytes, secret: str, timestamp: int) -> str:
 class FakeStripe:
     """Checkout Sessions with settable failure modes, and the events they would send."""
 
-    def __init__(self, *, mode: Mode = "ok", delay_s: float = 30.0, base_url: str = "") -> None:
+    def __init__(
+        self,
+        *,
+        mode: Mode = "ok",
+        delay_s: float = 30.0,
+        base_url: str = "",
+        secret_key: str | None = None,
+    ) -> None:
         self.mode: Mode = mode
+        self.secret_key = secret_key  # when set, any other bearer key is refused (401)
         self.delay_s = delay_s
         self.base_url = base_url  # where "Stripe's" payment pages are said to be
         self.sessions: dict[str, dict[str, Any]] = {}
@@ -85,6 +93,7 @@ class FakeStripe:
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/v1/checkout/sessions", self._create, methods=["POST"]),
+            Route("/v1/checkout/sessions", self._list, methods=["GET"]),
             Route("/v1/checkout/sessions/{sid}", self._retrieve, methods=["GET"]),
             Route("/v1/checkout/sessions/{sid}/expire", self._expire, methods=["POST"]),
             # What the payer and Stripe do, for a demo or a shell session: the session changes
@@ -156,7 +165,7 @@ class FakeStripe:
 
     async def _create(self, request: Request) -> Response:
         form = await self._record(request)
-        failure = await self._failure()
+        failure = await self._failure(request)
         if failure is not None:
             return failure
         key = request.headers.get("idempotency-key")
@@ -171,6 +180,17 @@ class FakeStripe:
         if key:
             self._idempotent[key] = public
         return JSONResponse(public)
+
+    async def _list(self, request: Request) -> Response:
+        await self._record(request)
+        failure = await self._failure(request)
+        if failure is not None:
+            return failure
+        limit = int(request.query_params.get("limit", "10"))
+        data = [_public(s) for s in list(self.sessions.values())[-limit:]]
+        return JSONResponse(
+            {"object": "list", "url": "/v1/checkout/sessions", "has_more": False, "data": data}
+        )
 
     async def _retrieve(self, request: Request) -> Response:
         session = await self._session(request)
@@ -190,7 +210,7 @@ class FakeStripe:
     async def _session(self, request: Request) -> dict[str, Any] | Response:
         """The session the path names, or the answer to give instead."""
         await self._record(request)
-        failure = await self._failure()
+        failure = await self._failure(request)
         if failure is not None:
             return failure
         session = self.sessions.get(request.path_params["sid"])
@@ -249,7 +269,12 @@ class FakeStripe:
         )
         return form
 
-    async def _failure(self) -> Response | None:
+    async def _failure(self, request: Request) -> Response | None:
+        if self.secret_key is not None:
+            given = request.headers.get("authorization", "").removeprefix("Bearer ")
+            if not hmac.compare_digest(given.encode(), self.secret_key.encode()):
+                shown = f"{given[:8]}{'*' * 4}{given[-4:]}" if len(given) > 12 else "****"
+                return _error(401, "invalid_request_error", f"Invalid API Key provided: {shown}")
         if self.mode == "down":
             return Response("<html><body>503</body></html>", 503, media_type="text/html")
         if self.mode == "error":

@@ -64,7 +64,10 @@ class Report:
     transaction_id: str | None = None
     reference: str | None = None
     payment_ref: str | None = None
-    paid_amount: Decimal | None = None  # TRY, when the source says how much was paid
+    paid_amount: Decimal | None = None  # when the source says how much was paid
+    # The currency of paid_amount when it is not the payment's (TRY): a provider paid in
+    # another currency, converted at the rate locked for the payment.
+    paid_currency: str | None = None
     reason: str | None = None  # why it failed: card_declined, the bank's statusReason
 
 

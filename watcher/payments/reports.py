@@ -1,9 +1,12 @@
 """Reports from outside (provider webhooks and statuses, the sandbox page), stored and applied.
 
-In the caller's transaction: each report is stored (unique per source and key, so a repeat is
-recognised and changes nothing), its payment found and locked, and the change that
-watcher.payments.outcomes decides is made with its event and outbox row. The caller commits
-before it acknowledges anything, so a report is never acknowledged and lost.
+Two steps, each its own transaction:
+- `store_reports`: each report is stored (unique per source and key, so a repeat is
+  recognised and changes nothing) with result `received`. The caller commits this before it
+  acknowledges anything: a provider that sends once (Kazawallet) never loses a webhook.
+- `apply_stored`: one stored report's payment is found and locked, and the change that
+  watcher.payments.outcomes decides is made with its event and outbox row. If that fails,
+  the report stays `received` and is applied later (`pending_reports`, by the reconciler).
 
 A source only reaches its own payments (a Stripe webhook cannot touch a sandbox payment); a
 report for a payment nobody here knows is kept (`unknown_reference`) for ops.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import structlog
@@ -22,7 +26,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from watcher.db.models import Payment, PaymentReport
-from watcher.money import json_number, to_kurus
+from watcher.money import (
+    MICRO,
+    from_kurus,
+    json_number,
+    round_try,
+    to_kurus,
+    try_for_converted,
+)
 from watcher.payments.events import record_event
 from watcher.payments.methods import Describe
 from watcher.payments.outcomes import PAID, Change, Report, decide
@@ -30,11 +41,15 @@ from watcher.payments.states import COMPLETED, FAILED, FINAL_STATES
 
 log = structlog.get_logger("watcher.payments.reports")
 
+RECEIVED = "received"  # stored, not applied yet
 APPLIED = "applied"
 NO_CHANGE = "no_change"
 UNKNOWN = "unknown_reference"
 IGNORED = "ignored"
 REPEAT = "repeat"  # not stored again
+
+# Amounts a provider may report, in millionths: anything outside is not believed.
+_MAX_PAID_MICRO = 10**18
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,44 +60,52 @@ class Applied:
     status: str | None = None  # the payment's status afterwards
 
 
-async def apply_reports(
+@dataclass(frozen=True, slots=True)
+class Stored:
+    report: Report
+    row_id: int | None  # None: a repeat, not stored again
+
+
+async def store_reports(
     session: AsyncSession,
     source: str,
     reports: Sequence[Report],
     *,
     now: int,
-    describe: Describe,
     body: bytes | None = None,
-) -> list[Applied]:
-    """Store and apply `reports` from `source` (an adapter's name); what became of each."""
+) -> list[Stored]:
+    """Store `reports` from `source` (an adapter's name), in the caller's transaction."""
     text = body.decode("utf-8", "replace") if body is not None else None
-    return [await _apply(session, source, r, now, describe, text) for r in reports]
+    stored = []
+    for report in reports:
+        row = _row(source, report, now, text)
+        stored.append(Stored(report, row.id if await _store(session, row) else None))
+    return stored
 
 
-async def _apply(
-    session: AsyncSession,
-    source: str,
-    report: Report,
-    now: int,
-    describe: Describe,
-    body: str | None,
-) -> Applied:
-    row = PaymentReport(
-        source=source,
-        key=report.key[:200],
-        type=report.type[:64],
-        outcome=report.outcome,
-        transaction_id=(report.transaction_id or "")[:64] or None,
-        reference=(report.reference or "")[:200] or None,
-        reason=(report.reason or "")[:200] or None,
-        result=IGNORED,
-        received_ms=now,
-        body=body,
+async def pending_reports(session: AsyncSession, limit: int) -> list[int]:
+    """Ids of stored reports not applied yet, oldest first."""
+    query = (
+        select(col(PaymentReport.id))
+        .where(col(PaymentReport.result) == RECEIVED)
+        .order_by(col(PaymentReport.id))
+        .limit(limit)
     )
-    if not await _store(session, row):
-        return Applied(report, REPEAT)
-    if report.outcome is None:
-        return Applied(report, IGNORED)
+    return [i for i in (await session.execute(query)).scalars() if i is not None]
+
+
+async def apply_stored(
+    session: AsyncSession, row_id: int, *, now: int, describe: Describe
+) -> Applied | None:
+    """Apply the stored report `row_id`, in the caller's transaction; None if it is gone."""
+    query = select(PaymentReport).where(col(PaymentReport.id) == row_id).with_for_update()
+    row = (await session.execute(query)).scalar_one_or_none()
+    if row is None:
+        return None
+    report = _report(row)
+    if row.result != RECEIVED:  # applied meanwhile (a retry raced the webhook's request)
+        return Applied(report, row.result, row.payment_id)
+    source = row.source
     payment = await _find(session, source, report)
     if payment is None:
         row.result = UNKNOWN
@@ -103,6 +126,46 @@ async def _apply(
     await _change(session, payment, report, change, now, describe)
     row.result = APPLIED
     return Applied(report, APPLIED, payment.id, payment.status)
+
+
+def _row(source: str, report: Report, now: int, body: str | None) -> PaymentReport:
+    return PaymentReport(
+        source=source,
+        key=report.key[:200],
+        type=report.type[:64],
+        outcome=report.outcome,
+        transaction_id=(report.transaction_id or "")[:64] or None,
+        reference=(report.reference or "")[:200] or None,
+        payment_ref=(report.payment_ref or "")[:200] or None,
+        reason=(report.reason or "")[:200] or None,
+        paid_micro=_micro(report.paid_amount),
+        paid_currency=(report.paid_currency or "")[:8] or None,
+        result=RECEIVED if report.outcome is not None else IGNORED,
+        received_ms=now,
+        body=body,
+    )
+
+
+def _micro(amount: Decimal | None) -> int | None:
+    if amount is None or not amount.is_finite() or amount < 0:
+        return None
+    micro = int((amount * MICRO).to_integral_value(rounding=ROUND_HALF_UP))
+    return micro if micro < _MAX_PAID_MICRO else None
+
+
+def _report(row: PaymentReport) -> Report:
+    """The report as it was stored."""
+    return Report(
+        key=row.key,
+        type=row.type,
+        outcome=row.outcome,
+        transaction_id=row.transaction_id,
+        reference=row.reference,
+        payment_ref=row.payment_ref,
+        paid_amount=None if row.paid_micro is None else Decimal(row.paid_micro) / MICRO,
+        paid_currency=row.paid_currency,
+        reason=row.reason,
+    )
 
 
 async def _store(session: AsyncSession, row: PaymentReport) -> bool:
@@ -149,8 +212,9 @@ async def _change(
 ) -> None:
     previous = payment.status
     _remember_refs(payment, report)
-    if report.outcome == PAID and report.paid_amount is not None:
-        payment.paid_kurus = to_kurus(report.paid_amount)
+    paid = _paid_try(payment, report) if report.outcome == PAID else None
+    if paid is not None:
+        payment.paid_kurus = to_kurus(paid)
     if change.late:
         payment.late = True
     else:
@@ -158,7 +222,7 @@ async def _change(
     if payment.status in FINAL_STATES and payment.final_ms is None:
         payment.final_ms = now
     block = (await describe(session, [payment])).get(payment.id)
-    details = _details(report, previous, change)
+    details = _details(report, previous, change, paid)
     await record_event(session, payment, change.event, now, details, block=block)
     log.info(
         "payment." + change.event.removeprefix("payment."),
@@ -169,12 +233,34 @@ async def _change(
     )
 
 
-def _details(report: Report, previous: str, change: Change) -> dict[str, Any] | None:
+def _paid_try(payment: Payment, report: Report) -> Decimal | None:
+    """What the report says was paid, in TRY; None when it does not say (or cannot be
+    converted: another currency, and no rate was locked for the payment)."""
+    amount = report.paid_amount
+    if amount is None:
+        return None
+    currency = report.paid_currency or payment.currency
+    if currency == payment.currency:
+        return round_try(amount)
+    if payment.rate is None:
+        log.warning(
+            "provider.paid_amount_unconverted",
+            payment_id=payment.id,
+            currency=currency,
+            amount=str(amount),
+        )
+        return None
+    return try_for_converted(amount, Decimal(payment.rate), from_kurus(payment.amount_kurus))
+
+
+def _details(
+    report: Report, previous: str, change: Change, paid: Decimal | None
+) -> dict[str, Any] | None:
     details: dict[str, Any] = {}
     if change.status == FAILED and previous == COMPLETED:
         details["previousStatus"] = previous
     if report.reason:
         details["reason"] = report.reason
-    if change.late and report.paid_amount is not None:
-        details["paidAmount"] = json_number(report.paid_amount)
+    if change.late and paid is not None:
+        details["paidAmount"] = json_number(paid)
     return details or None

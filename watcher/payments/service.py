@@ -33,7 +33,15 @@ from watcher.payments import limits
 from watcher.payments.events import record_event
 from watcher.payments.methods import Block, Describe, Opener, PaymentMethod
 from watcher.payments.outcomes import Report
-from watcher.payments.reports import Applied, apply_reports
+from watcher.payments.reports import (
+    RECEIVED,
+    REPEAT,
+    Applied,
+    Stored,
+    apply_stored,
+    pending_reports,
+    store_reports,
+)
 from watcher.payments.request import CreateRequest, not_enabled
 from watcher.payments.states import CANCELLED, PENDING
 from watcher.payments.switch import ensure_enabled
@@ -213,12 +221,41 @@ class PaymentService:
     async def report(
         self, source: str, reports: Sequence[Report], body: bytes | None = None
     ) -> list[Applied]:
-        """Store and apply what `source` (a provider, the sandbox) reports, in one committed
-        transaction: only then may the caller acknowledge it."""
+        """Store what `source` (a provider, the sandbox) reports, commit, then apply it.
+
+        Once this returns the reports are durable, so the caller may acknowledge them: a
+        report that could not be applied now stays stored (`received`) for `apply_pending`.
+        """
         async with self._sessions() as session, session.begin():
-            return await apply_reports(
-                session, source, reports, now=self._clock(), describe=self._describe, body=body
-            )
+            stored = await store_reports(session, source, reports, now=self._clock(), body=body)
+        return [await self._applied(s) for s in stored]
+
+    async def apply_pending(self, limit: int = 50) -> int:
+        """Apply stored reports that could not be applied when they came; how many were
+        tried."""
+        async with self._sessions() as session:
+            ids = await pending_reports(session, limit)
+        for row_id in ids:
+            await self._apply(row_id)
+        return len(ids)
+
+    async def _applied(self, stored: Stored) -> Applied:
+        if stored.row_id is None:
+            return Applied(stored.report, REPEAT)
+        return await self._apply(stored.row_id) or Applied(stored.report, RECEIVED)
+
+    async def _apply(self, report_id: int) -> Applied | None:
+        """Apply one stored report in its own transaction; None if that failed (logged)."""
+        try:
+            async with self._sessions() as session, session.begin():
+                return await apply_stored(
+                    session, report_id, now=self._clock(), describe=self._describe
+                )
+        # Any failure, a database refusal or a bug alike: the report is stored, so the
+        # provider is answered and the report applied on a later round; nothing is lost.
+        except Exception as exc:
+            log.error("provider.report_apply_failed", report_id=report_id, error=_brief(exc))
+            return None
 
     async def cancel(self, key: AuthedKey, txn_id: str) -> Payment:
         if not _storable(txn_id):
@@ -248,6 +285,14 @@ class PaymentService:
         if method is not None:
             await method.cancelled(payment)
         return payment
+
+
+def _brief(exc: Exception) -> str:
+    """The error's kind and first line: a database error's full text carries its statement
+    and parameters (customer data)."""
+    cause = getattr(exc, "orig", None) or exc
+    first = (str(cause).splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first[:200]}"
 
 
 def _storable(text: str | None) -> bool:

@@ -6,7 +6,8 @@ Three operations, plain data in and out:
 - `parse`: verify an inbound webhook (a signature, or a path token and the sender's address)
   and read it into neutral reports; WebhookRejected when it is not authentic or not fresh;
 - `fetch`: ask the provider where a payment stands, for a webhook that never came (None: the
-  provider has nothing to say, or cannot be asked).
+  provider has nothing to say, or cannot be asked);
+- `check`: whether the configured credentials work (`watcher providers check`).
 
 An adapter is one small module (stripe.py, sandbox.py, …) with its status table as data. It
 never sees the database or the Payment model: an Order goes in, a Started or Reports come
@@ -45,6 +46,9 @@ class Order:
     cancel_url: str | None
     payment_url: str  # our /pay/{id}
     expires_ms: int
+    # TRY per unit of the provider's currency, locked at creation, when the provider is
+    # paid in another currency than TRY (Provider.currency); None otherwise.
+    rate: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +75,14 @@ class Tracked:
     transaction_id: str
     reference: str
     expires_ms: int
+    method: str  # card | bank | wallet
 
 
 class Provider(Protocol):
     name: str
+    # What the provider is paid in: "TRY", or another currency the order is converted to at
+    # a rate locked when the payment is created (Order.rate).
+    currency: str
 
     async def start(self, order: Order) -> Started:
         """Open the payment at the provider; ProviderError if it cannot be done now."""
@@ -91,6 +99,11 @@ class Provider(Protocol):
     async def cancel(self, reference: str) -> None:
         """Close the payment at the provider (the merchant cancelled it), so it cannot be
         paid there any more; a no-op where the provider has no such call."""
+        ...
+
+    async def check(self) -> str:
+        """Whether the credentials work: what the provider said (never a secret), or
+        ProviderError saying why not."""
         ...
 
     async def close(self) -> None:

@@ -2,12 +2,15 @@
 to the sandbox for test-mode (sk_test_) payments, which never reach a real provider.
 
 The one place where a Payment meets the provider port: it becomes an Order for `start`, and
-the adapter's answer (its reference, its payment page) is noted on it.
+the adapter's answer (its reference, its payment page) is noted on it. A provider paid in
+another currency than TRY gets the order converted at a rate locked at creation, as crypto
+payments are; the rate is kept on the payment.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import structlog
@@ -21,15 +24,23 @@ from watcher.money import canonical, from_kurus, json_number
 from watcher.payments.methods import Block, Opener
 from watcher.payments.request import CreateRequest
 from watcher.providers.base import Order, Provider
+from watcher.rates.base import RateSource
 
 log = structlog.get_logger("watcher.providers")
 
 
 class ProviderMethod:
     def __init__(
-        self, kind: str, live: Provider, sandbox: Provider, public_url: str, ttl_ms: int
+        self,
+        kind: str,
+        live: Provider,
+        sandbox: Provider,
+        public_url: str,
+        ttl_ms: int,
+        rates: RateSource,
     ) -> None:
         self.kind = kind
+        self._rates = rates
         self._adapters = {live.name: live, sandbox.name: sandbox}
         self._live = live.name
         self._sandbox = sandbox.name
@@ -38,10 +49,14 @@ class ProviderMethod:
 
     async def prepare(self, key: AuthedKey, req: CreateRequest) -> Opener:
         name = self._sandbox if key.sandbox else self._live
+        converts = self._adapters[name].currency != req.currency
+        quote = await self._rates.quote() if converts else None  # outside the transaction
 
         async def open_(session: AsyncSession, payment: Payment) -> None:
             payment.provider_name = name
             payment.expires_ms = payment.created_ms + self._ttl_ms
+            if quote is not None:
+                payment.rate = canonical(quote.price)
 
         return open_
 
@@ -89,6 +104,7 @@ class ProviderMethod:
             cancel_url=payment.cancel_url,
             payment_url=self.payment_url(payment),
             expires_ms=payment.expires_ms,
+            rate=Decimal(payment.rate) if payment.rate else None,
         )
 
     def payment_url(self, payment: Payment) -> str:
@@ -105,14 +121,14 @@ class ProviderMethod:
 
 def provider_block(payment: Payment) -> Block:
     paid = payment.paid_kurus
-    return Block(
-        "provider",
-        {
-            "name": payment.provider_name,
-            "reference": payment.provider_ref,
-            "paidAmount": None if paid is None else json_number(from_kurus(paid)),
-        },
-    )
+    fields: dict[str, Any] = {
+        "name": payment.provider_name,
+        "reference": payment.provider_ref,
+        "paidAmount": None if paid is None else json_number(from_kurus(paid)),
+    }
+    if payment.rate is not None:  # paid in another currency, converted at this rate
+        fields["rate"] = json_number(Decimal(payment.rate))
+    return Block("provider", fields)
 
 
 async def provider_blocks(session: AsyncSession, payments: Sequence[Payment]) -> dict[str, Block]:

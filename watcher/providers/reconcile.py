@@ -1,5 +1,9 @@
 """Provider payments whose webhook never came: ask the provider, and close what is past due.
 
+Each round first applies the webhooks that were stored but could not be applied when they
+came (watcher.payments.reports): they were answered, and the provider will not send them
+again.
+
 Every open card, bank or wallet payment is asked about (`Provider.fetch`) at most once per
 `providers.reconcile_interval_s`, and once more right after its deadline, so a webhook lost
 in transit cannot leave a paid payment pending: the answer is applied like a webhook (the
@@ -36,6 +40,7 @@ log = structlog.get_logger("watcher.providers.reconcile")
 
 GRACE_MS = 120_000
 BATCH = 50
+PENDING_BATCH = 500  # stored reports retried per round
 LOOP_S = 15.0  # how often due payments are looked for
 
 
@@ -74,7 +79,9 @@ class ProviderReconciler:
                 pass
 
     async def step(self) -> int:
-        """Ask about one batch of due payments; how many were looked at."""
+        """Apply stored reports left over, then ask about one batch of due payments; how
+        many payments were looked at."""
+        await self._payments.apply_pending(PENDING_BATCH)
         now = self._clock()
         due = await self._due(now)
         for payment in due:
@@ -142,4 +149,5 @@ class ProviderReconciler:
         adapter = self._providers.get(payment.provider_name or "")
         if adapter is None or payment.provider_ref is None:
             return None
-        return await adapter.fetch(Tracked(payment.id, payment.provider_ref, payment.expires_ms))
+        tracked = Tracked(payment.id, payment.provider_ref, payment.expires_ms, payment.provider)
+        return await adapter.fetch(tracked)

@@ -98,6 +98,7 @@ def action_report(transaction_id: str, action: str) -> Report:
 
 class SandboxProvider:
     name = NAME
+    currency = "TRY"
 
     def __init__(self, public_url: str) -> None:
         self._public_url = public_url
@@ -116,6 +117,9 @@ class SandboxProvider:
 
     async def cancel(self, reference: str) -> None:
         return None
+
+    async def check(self) -> str:
+        return "test-mode payments stay on this server"
 
     async def close(self) -> None:
         return None

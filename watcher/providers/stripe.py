@@ -6,6 +6,8 @@
 - parse: `Stripe-Signature` checked by the package (HMAC-SHA256 of `t.body`, 5 minutes'
   tolerance), then the event type looked up in EVENTS; other types are answered and ignored.
 - fetch: the session as Stripe has it now, for a webhook that never came.
+- check: list one checkout session (the read `fetch` needs), so a wrong or restricted key
+  shows before a payer meets it.
 
 Every call to Stripe is in this module, through one StripeClient pointed at
 `[providers.stripe] api_base`.
@@ -83,6 +85,7 @@ class _HTTPXClient(stripe.HTTPXClient):
 
 class StripeProvider:
     name = NAME
+    currency = "TRY"
 
     def __init__(self, settings: StripeSettings, public_url: str) -> None:
         self._webhook_secret = settings.webhook_secret
@@ -160,6 +163,13 @@ class StripeProvider:
             await self._client.v1.checkout.sessions.expire_async(reference)
         except stripe.StripeError as exc:
             raise ProviderError(_failure("could not expire a checkout session", exc)) from exc
+
+    async def check(self) -> str:
+        try:
+            await self._client.v1.checkout.sessions.list_async({"limit": 1})
+        except stripe.StripeError as exc:
+            raise ProviderError(_failure("refused the credentials", exc)) from exc
+        return "the secret key can read checkout sessions"
 
     async def close(self) -> None:
         await self._http.close_async()  # type: ignore[no-untyped-call]

@@ -1,0 +1,76 @@
+"""JSON over HTTP with a provider, for the adapters that speak it directly (AcidPanel,
+Kazawallet): one way to post, to read the answer, and to quote what the provider said."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from watcher import jsonio
+from watcher.errors import ProviderError
+
+MAX_SAID = 300
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+async def post_json(
+    client: httpx.AsyncClient,
+    provider: str,
+    path: str,
+    body: Mapping[str, Any],
+    headers: Mapping[str, str],
+) -> tuple[int, dict[str, Any]]:
+    """POST `body` (Decimals as JSON numbers); the HTTP status and the JSON object answered.
+
+    ProviderError when the provider cannot be reached or does not answer with a JSON object.
+    """
+    sent = {"Content-Type": "application/json", "Accept": "application/json", **headers}
+    try:
+        resp = await client.post(path, content=jsonio.dumps(dict(body)).encode(), headers=sent)
+    except httpx.HTTPError as exc:
+        raise ProviderError(f"{provider} could not be reached ({type(exc).__name__})") from None
+    try:
+        data = jsonio.loads(resp.content, unique_keys=False)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise ProviderError(f"{provider} answered HTTP {resp.status_code} without a JSON object")
+    return resp.status_code, data
+
+
+def said(payload: Mapping[str, Any]) -> str:
+    """What the provider said in an error answer: `error`, `message` and `messages` (a list
+    of validation messages), in that order, cleaned of control characters and cut short."""
+    parts: list[str] = []
+    for key in ("error", "message"):
+        value = payload.get(key)
+        if isinstance(value, str) and value.strip():
+            parts.append(value.strip())
+    messages = payload.get("messages")
+    if isinstance(messages, list):
+        parts.extend(str(m).strip() for m in messages if str(m).strip())
+    elif isinstance(messages, dict):  # {"field": ["…"]}, as some frameworks answer
+        for value in messages.values():
+            items = value if isinstance(value, list) else [value]
+            parts.extend(str(m).strip() for m in items if str(m).strip())
+    return clean(": ".join(parts[:2]) + ("; " + "; ".join(parts[2:]) if parts[2:] else ""))
+
+
+def clean(text: str) -> str:
+    text = _CONTROL.sub(" ", text).strip()
+    return text if len(text) <= MAX_SAID else text[: MAX_SAID - 1] + "…"
+
+
+def text_field(data: Mapping[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def http_url(value: str) -> str | None:
+    """A payment page a provider gave: only an absolute http(s) URL is passed to a payer."""
+    parts = urlsplit(value)
+    return value if parts.scheme in ("http", "https") and parts.netloc else None
