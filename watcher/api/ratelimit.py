@@ -4,7 +4,8 @@ Three of them, in process memory (each API process limits on its own, so N proce
 N times the rate; documented in docs/operations.md):
 - per API key (`api.rate_limit_per_minute`), taken by every authenticated request;
 - per client address for a missing or wrong API key (`api.auth_failures_per_minute`): each
-  failure takes a token, and an address without tokens gets 429 before its key is looked up;
+  failure takes a token, and an address without tokens gets 429 before its key is looked up,
+  unless the key authenticated lately (api.auth.RecentKeys);
 - per client address for the public pages under /pay/ (`api.pay_rate_limit_per_minute`),
   generous, since payers behind one carrier NAT share an address and an open checkout page
   polls its status.
