@@ -1,8 +1,10 @@
-"""The API while its PostgreSQL server is down: 503 with Retry-After, never 500, and back to
-normal when the server is. A private cluster this module starts and stops."""
+"""The API and the chain loops while their PostgreSQL server is down: 503 with Retry-After,
+never 500; the follower and the expirer wait and carry on, never die. A private cluster this
+module starts and stops."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
@@ -11,12 +13,13 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from tests.integration.chainkit import LAG, USDT_10, rig
 from tests.integration.conftest import api_settings
 from tests.support.pgcluster import PgCluster
 from tests.support.servers import serve_asgi
 from watcher.api.app import create_app
 from watcher.clock import now_ms
-from watcher.db.engine import create_engine
+from watcher.db.engine import create_engine, session_factory
 from watcher.db.migrate import upgrade
 from watcher.db.models import ChainCursor
 from watcher.devchain.binance import FakeBinance
@@ -24,16 +27,21 @@ from watcher.merchants import create_merchant
 from watcher.services import build_services
 
 
-@pytest.fixture
-async def api(cluster: PgCluster) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+async def _fresh_database(cluster: PgCluster, name: str) -> str:
     conn = await asyncpg.connect(host="127.0.0.1", port=cluster.port, user="postgres")
-    await conn.execute("DROP DATABASE IF EXISTS outage")
-    await conn.execute("CREATE DATABASE outage")
+    await conn.execute(f"DROP DATABASE IF EXISTS {name}")
+    await conn.execute(f"CREATE DATABASE {name}")
     await conn.close()
-    url = cluster.url("outage")
+    url = cluster.url(name)
     engine = create_engine(url)
     await upgrade(engine)
     await engine.dispose()
+    return url
+
+
+@pytest.fixture
+async def api(cluster: PgCluster) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    url = await _fresh_database(cluster, "outage")
     binance = FakeBinance(price=Decimal("35.50"))
     async with serve_asgi(Starlette(routes=binance.routes())) as binance_url:
         settings = api_settings(url, binance_url, rates={"max_age_s": 3600})
@@ -86,3 +94,38 @@ async def test_api_answers_503_with_retry_after_while_the_database_is_down(
     assert again.status_code == 200, again.text
     status = await http.get("/api/payment/status", params={"transactionId": txn})
     assert status.status_code == 200
+
+
+async def test_follower_and_expirer_wait_out_a_database_outage(cluster: PgCluster) -> None:
+    url = await _fresh_database(cluster, "loops")
+    engine = create_engine(url)
+    try:
+        async with rig(url, session_factory(engine)) as r:
+            await r.start()
+            p = await r.pay(USDT_10)
+            await r.catch_up()
+            stop = asyncio.Event()
+            loops = [
+                asyncio.create_task(r.follower.run(stop), name="follower"),
+                asyncio.create_task(r.expirer().run(stop), name="expirer"),
+            ]
+            try:
+                cluster.stop()
+                r.chain.transfer(p.address or "", USDT_10)
+                r.chain.mine(LAG + 1)
+                await asyncio.sleep(2)  # both loops meet the refused connections meanwhile
+                died = {t.get_name(): t.exception() for t in loops if t.done()}
+                assert died == {}, died
+                cluster.start()
+                for _ in range(200):
+                    if (await r.payment(p.id)).status == "completed":
+                        break
+                    await asyncio.sleep(0.05)
+                assert (await r.payment(p.id)).status == "completed"
+            finally:
+                stop.set()
+                if not (cluster.data / "postmaster.pid").exists():
+                    cluster.start()
+                await asyncio.gather(*loops, return_exceptions=True)
+    finally:
+        await engine.dispose()
