@@ -11,6 +11,7 @@ Fast blocks (0.4 s) and a short deadline keep it well under a minute.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import socket
 import tempfile
@@ -19,6 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import segno
 from kasa_watcher_client import WatcherClient
 from rich.console import Console
@@ -123,6 +125,11 @@ class Demo:
                 self.step("[red]the daemon did not start[/red]")
                 return 1
             services = ready.result()
+            # The API opens before the scanner has resolved its start block (creates get 502
+            # meanwhile): the demo merchant waits, as a client honouring /healthz would.
+            if not await _chain_ready(settings.public_url(), timeout_s=30):
+                self.step("[red]the scanner did not resolve its start block[/red]")
+                return 1
             self.step(f"daemon up: API {settings.public_url()}, follower, expiry, delivery")
             async with services.sessions() as s, s.begin():
                 creds = await create_merchant(s, services.box, "demo-shop")
@@ -267,3 +274,16 @@ def run_demo(console: Console | None = None) -> int:
     # and errors reach stderr.
     configure_logging(LogSettings(level="WARNING", json_logs=False))
     return asyncio.run(Demo(console or Console()).run())
+
+
+async def _chain_ready(api_url: str, *, timeout_s: float) -> bool:
+    """Whether /healthz stops saying "starting" within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(timeout=5) as http:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                health = (await http.get(f"{api_url}/healthz")).json()
+                if health.get("status") != "starting":
+                    return True
+            await asyncio.sleep(0.1)
+    return False
