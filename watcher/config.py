@@ -6,6 +6,7 @@ Read once at start (`load_settings`) and passed down; nothing reads settings at 
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import logging
 import os
 import tomllib
@@ -200,11 +201,31 @@ class KazawalletSettings(_Section):
 
 
 class BankTransferSettings(_Section):
-    webhook_token: str = ""
-    allowed_ips: list[str] = []
+    webhook_token: str = ""  # the secret part of the callback URL
+    allowed_ips: list[str] = []  # addresses or networks callbacks may come from; [] = any
     bank_name: str = ""
     account_name: str = ""
     iban: str = ""
+
+    @field_validator("webhook_token")
+    @classmethod
+    def _token(cls, v: str) -> str:
+        if v and (len(v) < 16 or not v.isascii() or not all(c.isalnum() or c in "-_" for c in v)):
+            raise ValueError(
+                "use at least 16 random letters, digits, - or _ (it is the callback URL's "
+                "secret): python3 -c 'import secrets; print(secrets.token_urlsafe(24))'"
+            )
+        return v
+
+    @field_validator("allowed_ips")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return v
 
 
 # What each adapter needs before it can take a payment, by settings key.

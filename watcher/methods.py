@@ -17,6 +17,7 @@ from watcher.config import ConfigError, Settings
 from watcher.db.models import Payment
 from watcher.payments.methods import Block, Describe, PaymentMethod
 from watcher.providers.acidpanel import AcidPanelProvider
+from watcher.providers.banktransfer import BankTransferProvider
 from watcher.providers.base import Provider
 from watcher.providers.method import ProviderMethod, provider_blocks
 from watcher.providers.sandbox import SandboxProvider
@@ -61,6 +62,8 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
             built[name] = StripeProvider(settings.providers.stripe, public_url)
         elif name == "acidpanel":
             built[name] = AcidPanelProvider(settings.providers.acidpanel)
+        elif name == "banktransfer":
+            built[name] = BankTransferProvider(settings.providers.banktransfer)
         else:
             raise ConfigError(
                 f"providers.{method} = {name!r}: that adapter is not part of this version"

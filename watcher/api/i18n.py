@@ -1,4 +1,5 @@
-"""The payer's language on the checkout page: Turkish or English.
+"""The payer's language on the payer's pages (the checkout page, the card, bank and wallet
+page, the sandbox page): Turkish or English.
 
 Chosen by `?lang=tr|en` (the page's switch) or else by the browser's Accept-Language (q
 weights honoured); a browser that asks for neither gets English. Messages are format strings
@@ -73,6 +74,63 @@ MESSAGES: dict[str, dict[str, str]] = {
         "failed_text": "Start a new payment from the shop.",
         "footer": "Payment {id} · USDT-TRC20",
         "language": "Language",
+        # card, bank and wallet payments (/pay/{id} of such a payment, /sandbox/pay/{id})
+        "refunded": "Refunded",
+        "sandbox_title": "Sandbox: pay {merchant}",
+        "provider_footer": "Payment {id} · {provider}",
+        "processing": "The provider is processing this payment.",
+        "pay_card": "Pay by card",
+        "pay_bank": "Pay by bank transfer",
+        "pay_wallet": "Pay with your wallet",
+        "pay_before": "Pay before {time}.",
+        "bank_intro": "Send <strong>{amount} TRY</strong> by bank transfer (EFT or FAST) to this "
+        "account, with the reference below as the description.",
+        "bank_name": "Bank",
+        "account_name": "Account holder",
+        "iban": "IBAN",
+        "reference": "Reference (description)",
+        "copy_iban": "Copy IBAN",
+        "copy_reference": "Copy reference",
+        "bank_note": "Without the reference your transfer cannot be matched to this payment. "
+        "Reload this page to see when the bank has reported it.",
+        "provider_paid": "{amount} TRY paid. Thank you!",
+        "provider_expired_text": "Start a new payment from the shop.",
+        "nothing_charged": "Nothing was charged.",
+        "refunded_title": "This payment was refunded",
+        "refunded_text": "The money went back to you.",
+        "reason_card_declined": "The card was declined.",
+        "reason_insufficient_funds": "The card has insufficient funds.",
+        "reason_authentication_failed": "The 3-D Secure check was refused.",
+        "reason_sandbox_failed": "The payment failed (sandbox).",
+        "reason_other": "The provider said: {reason}.",
+        # the sandbox page
+        "card_name": "Name on card",
+        "card_number": "Card number",
+        "card_expiry": "Expiry (MM/YY)",
+        "card_cvc": "CVC",
+        "pay_amount": "Pay {amount} TRY",
+        "test_cards": "Sandbox test cards: <code>4242 4242 4242 4242</code> succeeds, "
+        "<code>4000 0000 0000 0002</code> is declined, <code>4000 0000 0000 9995</code> has "
+        "insufficient funds, <code>4000 0025 0000 3155</code> asks for 3-D Secure. Any future "
+        "expiry, any 3-digit CVC.",
+        "card_not_test": "This is the sandbox: use a test card, for example 4242 4242 4242 4242 "
+        "(4000 0000 0000 0002 is declined, 4000 0000 0000 9995 has insufficient funds, "
+        "4000 0025 0000 3155 asks for 3-D Secure).",
+        "card_bad_expiry": "Enter the expiry as MM/YY, for example 12/34.",
+        "card_expired": "The card has expired: any future expiry date works.",
+        "card_bad_cvc": "The CVC is 3 digits: any 3 digits work.",
+        "three_ds_title": "3-D Secure",
+        "three_ds_text": "Your bank asks you to confirm this payment of {amount} TRY to "
+        "{merchant}. (Sandbox: nothing is charged.)",
+        "approve": "Approve",
+        "refuse": "Refuse",
+        "sandbox_card": "card",
+        "sandbox_bank": "bank transfer",
+        "sandbox_wallet": "wallet",
+        "sandbox_actions": "Sandbox {method} payment: choose what the provider reports.",
+        "complete": "Complete",
+        "fail": "Fail",
+        "expire": "Expire",
     },
     "tr": {
         "pending": "Ödeme bekleniyor",
@@ -126,6 +184,61 @@ MESSAGES: dict[str, dict[str, str]] = {
         "failed_text": "Mağazadan yeni bir ödeme başlatın.",
         "footer": "Ödeme {id} · USDT-TRC20",
         "language": "Dil",
+        "refunded": "İade edildi",
+        "sandbox_title": "Sandbox: {merchant} ödemesi",
+        "provider_footer": "Ödeme {id} · {provider}",
+        "processing": "Sağlayıcı bu ödemeyi işliyor.",
+        "pay_card": "Kartla öde",
+        "pay_bank": "Havale/EFT ile öde",
+        "pay_wallet": "Cüzdanınızla ödeyin",
+        "pay_before": "{time} saatinden önce ödeyin.",
+        "bank_intro": "<strong>{amount} TRY</strong> tutarını bu hesaba havale/EFT (veya FAST) "
+        "ile gönderin; açıklamaya aşağıdaki referansı yazın.",
+        "bank_name": "Banka",
+        "account_name": "Alıcı adı",
+        "iban": "IBAN",
+        "reference": "Referans (açıklama)",
+        "copy_iban": "IBAN'ı kopyala",
+        "copy_reference": "Referansı kopyala",
+        "bank_note": "Referans olmadan gönderiminiz bu ödemeyle eşleştirilemez. Bankanın "
+        "bildirip bildirmediğini görmek için sayfayı yenileyin.",
+        "provider_paid": "{amount} TRY ödendi. Teşekkürler!",
+        "provider_expired_text": "Mağazadan yeni bir ödeme başlatın.",
+        "nothing_charged": "Hiçbir ücret alınmadı.",
+        "refunded_title": "Bu ödeme iade edildi",
+        "refunded_text": "Para size geri gönderildi.",
+        "reason_card_declined": "Kart reddedildi.",
+        "reason_insufficient_funds": "Kartın bakiyesi yetersiz.",
+        "reason_authentication_failed": "3-D Secure doğrulaması reddedildi.",
+        "reason_sandbox_failed": "Ödeme başarısız oldu (sandbox).",
+        "reason_other": "Sağlayıcının yanıtı: {reason}.",
+        "card_name": "Kart üzerindeki isim",
+        "card_number": "Kart numarası",
+        "card_expiry": "Son kullanma (AA/YY)",
+        "card_cvc": "CVC",
+        "pay_amount": "{amount} TRY öde",
+        "test_cards": "Sandbox test kartları: <code>4242 4242 4242 4242</code> başarılı olur, "
+        "<code>4000 0000 0000 0002</code> reddedilir, <code>4000 0000 0000 9995</code> "
+        "yetersiz bakiye verir, <code>4000 0025 0000 3155</code> 3-D Secure ister. Gelecekteki "
+        "herhangi bir son kullanma tarihi ve 3 haneli herhangi bir CVC olur.",
+        "card_not_test": "Burası sandbox: bir test kartı kullanın, örneğin 4242 4242 4242 4242 "
+        "(4000 0000 0000 0002 reddedilir, 4000 0000 0000 9995 yetersiz bakiye verir, "
+        "4000 0025 0000 3155 3-D Secure ister).",
+        "card_bad_expiry": "Son kullanma tarihini AA/YY olarak girin, örneğin 12/34.",
+        "card_expired": "Kartın süresi dolmuş: gelecekteki herhangi bir tarih olur.",
+        "card_bad_cvc": "CVC 3 hanelidir: herhangi 3 rakam olur.",
+        "three_ds_title": "3-D Secure",
+        "three_ds_text": "Bankanız {merchant} için {amount} TRY tutarındaki bu ödemeyi "
+        "onaylamanızı istiyor. (Sandbox: hiçbir ücret alınmaz.)",
+        "approve": "Onayla",
+        "refuse": "Reddet",
+        "sandbox_card": "kart",
+        "sandbox_bank": "havale",
+        "sandbox_wallet": "cüzdan",
+        "sandbox_actions": "Sandbox {method} ödemesi: sağlayıcının ne bildireceğini seçin.",
+        "complete": "Tamamla",
+        "fail": "Başarısız yap",
+        "expire": "Süresini doldur",
     },
 }
 
@@ -157,7 +270,10 @@ def _quality(params: str) -> float:
     return 1.0
 
 
-def translator(lang: str) -> Callable[..., Markup]:
+Translate = Callable[..., Markup]
+
+
+def translator(lang: str) -> Translate:
     """`t("kept", usdt=…, merchant=…)`: the message in `lang`, arguments escaped."""
     messages = MESSAGES[lang]
 

@@ -1,5 +1,5 @@
 """What the payer's pages of card, bank and wallet payments share (/pay/{id} of such a payment
-and the sandbox page): the templates, the security headers, the status labels."""
+and the sandbox page): the templates, the payer's language, the security headers."""
 
 from __future__ import annotations
 
@@ -12,29 +12,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from watcher.api import i18n
 from watcher.db.models import Merchant, Payment
 from watcher.money import canonical
-from watcher.payments.states import (
-    CANCELLED,
-    COMPLETED,
-    CONFIRMING,
-    EXPIRED,
-    FAILED,
-    PENDING,
-    REFUNDED,
-)
 
 _ID = re.compile(r"txn_[0-9a-f]{16,36}")
-
-LABELS = {
-    PENDING: "Awaiting payment",
-    CONFIRMING: "Confirming",
-    COMPLETED: "Paid",
-    EXPIRED: "Expired",
-    CANCELLED: "Cancelled",
-    FAILED: "Failed",
-    REFUNDED: "Refunded",
-}
 
 
 def is_payment_id(text: str) -> bool:
@@ -73,17 +55,24 @@ def templates(request: Request) -> Environment:
             autoescape=select_autoescape(default=True),
         )
         env.filters["canonical"] = canonical
-        env.filters["plain"] = lambda d: format(d, "f")
-        env.filters["grouped"] = lambda d: f"{d:,.2f}"
+        env.filters["grouped"] = i18n.grouped
+        env.globals["languages"] = list(i18n.LANGUAGE_NAMES.items())
         request.app.state.provider_templates = env
     return env
 
 
-def page_headers(nonce: str, *, forms: bool = False) -> dict[str, str]:
+def language(request: Request) -> str:
+    """The payer's language: `?lang=`, else the browser's Accept-Language."""
+    return i18n.negotiate(request.query_params.get("lang"), request.headers.get("accept-language"))
+
+
+def page_headers(nonce: str, lang: str, *, forms: bool = False) -> dict[str, str]:
     """No caching, no framing, no referrer, scripts and styles only with the page's nonce;
     forms may post only back to us (the sandbox page), or nowhere."""
     form_action = "'self'" if forms else "'none'"
     return {
+        "Content-Language": lang,
+        "Vary": "Accept-Language",
         "Cache-Control": "no-store",
         "Referrer-Policy": "no-referrer",
         "X-Content-Type-Options": "nosniff",

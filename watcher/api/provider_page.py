@@ -1,7 +1,9 @@
 """The payer's page of a card, bank or wallet payment: /pay/{id} (its status, and the way to
-the provider's payment page) and, for test-mode payments, /sandbox/pay/{id}.
+the provider's payment page, or for a bank transfer the operator's account and the reference
+to quote) and, for test-mode payments, /sandbox/pay/{id}.
 
-Public (the id is the only secret), so it shows only what the payer needs.
+Public (the id is the only secret), so it shows only what the payer needs. Turkish or
+English, as the checkout page (watcher.api.i18n).
 """
 
 from __future__ import annotations
@@ -14,20 +16,37 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
+from markupsafe import Markup
 from sqlalchemy import select
 from sqlmodel import col
 
-from watcher.api.pages import LABELS, http_url, page_headers, payment_and_merchant, templates
+from watcher.api import i18n
+from watcher.api.pages import http_url, language, page_headers, payment_and_merchant, templates
 from watcher.db.models import PaymentReport
 from watcher.money import from_kurus
 from watcher.payments.states import COMPLETED
+from watcher.providers.banktransfer import NAME as BANK_TRANSFER
 from watcher.services import Services
 
-REASONS = {
-    "card_declined": "The card was declined.",
-    "insufficient_funds": "The card has insufficient funds.",
-    "authentication_failed": "The 3-D Secure check was refused.",
-}
+# Reasons the page words itself; any other is quoted as the provider gave it.
+REASONS = frozenset(
+    {"card_declined", "insufficient_funds", "authentication_failed", "sandbox_failed"}
+)
+
+
+@dataclass(frozen=True)
+class BankAccount:
+    """Where a bank-transfer payer sends the money (the operator's account, from settings)."""
+
+    bank_name: str
+    account_name: str
+    iban: str
+
+    @property
+    def iban_grouped(self) -> str:
+        """TR33 0006 1005 1978 6457 8413 26: how banks print an IBAN, easier to copy by eye."""
+        compact = self.iban.replace(" ", "")
+        return " ".join(compact[i : i + 4] for i in range(0, len(compact), 4))
 
 
 @dataclass(frozen=True)
@@ -45,16 +64,18 @@ class ProviderView:
     return_url: str | None
     cancel_url: str | None
     reason: str | None
+    bank: BankAccount | None  # a bank transfer's account, shown while it is open
 
     @property
     def expires_at_text(self) -> str:
         return datetime.fromtimestamp(self.expires_ms / 1000, tz=UTC).strftime("%H:%M UTC")
 
-    @property
-    def reason_text(self) -> str:
+    def reason_text(self, t: i18n.Translate) -> Markup:
         if self.reason is None:
-            return "Start a new payment from the shop."
-        return REASONS.get(self.reason, f"The provider said: {self.reason}.")
+            return t("failed_text")
+        if self.reason in REASONS:
+            return t(f"reason_{self.reason}")
+        return t("reason_other", reason=self.reason)
 
     @property
     def back_url(self) -> str | None:
@@ -77,6 +98,10 @@ async def provider_view(services: Services, payment_id: str) -> ProviderView | N
             )
         ).scalar_one_or_none()
     p, merchant = row
+    bank = None
+    if p.provider_name == BANK_TRANSFER:
+        account = services.settings.providers.banktransfer
+        bank = BankAccount(account.bank_name, account.account_name, account.iban)
     return ProviderView(
         id=p.id,
         merchant=merchant,
@@ -91,6 +116,7 @@ async def provider_view(services: Services, payment_id: str) -> ProviderView | N
         return_url=http_url(p.return_url),
         cancel_url=http_url(p.cancel_url),
         reason=reason,
+        bank=bank,
     )
 
 
@@ -103,6 +129,7 @@ def render(
     **extra: Any,
 ) -> HTMLResponse:
     nonce = secrets.token_urlsafe(16)
+    lang = language(request)
     context: dict[str, Any] = {
         "sandbox_page": False,
         "step": None,
@@ -111,5 +138,6 @@ def render(
     }
     context.update(extra)
     template = templates(request).get_template("provider.html")
-    html = template.render(view=view, labels=LABELS, nonce=nonce, **context)
-    return HTMLResponse(html, status_code=status_code, headers=page_headers(nonce, forms=forms))
+    html = template.render(view=view, nonce=nonce, lang=lang, t=i18n.translator(lang), **context)
+    headers = page_headers(nonce, lang, forms=forms)
+    return HTMLResponse(html, status_code=status_code, headers=headers)

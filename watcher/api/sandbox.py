@@ -15,6 +15,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from watcher.api import i18n
 from watcher.api.provider_page import ProviderView, provider_view, render
 from watcher.payments.outcomes import Report
 from watcher.payments.states import PENDING
@@ -42,8 +43,11 @@ def _page(request: Request, view: ProviderView | None, **extra: object) -> HTMLR
     )
 
 
-def _back(payment_id: str) -> RedirectResponse:
-    return RedirectResponse(f"/sandbox/pay/{payment_id}", status_code=303)
+def _back(request: Request, payment_id: str) -> RedirectResponse:
+    """Back to the page, in the language the payer chose there."""
+    lang = request.query_params.get("lang")
+    query = f"?lang={lang}" if lang in i18n.LANGUAGES else ""
+    return RedirectResponse(f"/sandbox/pay/{payment_id}{query}", status_code=303)
 
 
 async def _apply(request: Request, report: Report) -> None:
@@ -60,7 +64,7 @@ async def sandbox_page(payment_id: str, request: Request) -> HTMLResponse:
 async def pay_by_card(payment_id: str, request: Request) -> Response:
     view = await _view(request, payment_id)
     if view is None or view.status != PENDING or view.method != "card":
-        return _page(request, view) if view is None else _back(payment_id)
+        return _page(request, view) if view is None else _back(request, payment_id)
     form = await _form(request)
     number, expiry = form.get("number", ""), form.get("expiry", "")
     services: Services = request.app.state.services
@@ -68,11 +72,11 @@ async def pay_by_card(payment_id: str, request: Request) -> Response:
         card = sandbox.check_card(number, expiry, form.get("cvc", ""), services.clock())
     except sandbox.CardRefused as exc:
         entered = {"number": number[:32], "expiry": expiry[:8]}
-        return _page(request, view, error=str(exc), form=entered)
+        return _page(request, view, error=exc.code, form=entered)
     if card.outcome == sandbox.THREE_D_SECURE:
         return _page(request, view, step="3ds")
     await _apply(request, sandbox.card_report(payment_id, card))
-    return _back(payment_id)
+    return _back(request, payment_id)
 
 
 @router.post("/{payment_id}/3ds")
@@ -84,7 +88,7 @@ async def three_d_secure(payment_id: str, request: Request) -> Response:
         approved = (await _form(request)).get("decision") == "approve"
         card = sandbox.TEST_CARDS["4000002500003155"]
         await _apply(request, sandbox.card_report(payment_id, card, approved=approved))
-    return _back(payment_id)
+    return _back(request, payment_id)
 
 
 @router.post("/{payment_id}/action")
@@ -95,4 +99,4 @@ async def bank_or_wallet(payment_id: str, request: Request) -> Response:
     action = (await _form(request)).get("action", "")
     if view.status == PENDING and view.method != "card" and action in sandbox.ACTIONS:
         await _apply(request, sandbox.action_report(payment_id, action))
-    return _back(payment_id)
+    return _back(request, payment_id)

@@ -27,7 +27,6 @@ import asyncio
 import hashlib
 import hmac
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any, Final
 
 import httpx
@@ -45,7 +44,7 @@ from watcher.payments.outcomes import (
     Report,
 )
 from watcher.providers.base import Inbound, Order, Started, Tracked, WebhookRejected
-from watcher.providers.wire import clean, http_url, post_json, said, text_field
+from watcher.providers.wire import amount_field, clean, http_url, post_json, said, text_field
 
 NAME: Final = "acidpanel"
 TOLERANCE_S: Final = 300
@@ -229,17 +228,6 @@ def _str(data: Mapping[str, Any], key: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _amount(data: Mapping[str, Any]) -> Decimal | None:
-    value = data.get("amount")
-    if isinstance(value, bool) or not isinstance(value, int | Decimal | str):
-        return None
-    try:
-        amount = Decimal(value)
-    except ArithmeticError:
-        return None
-    return amount if amount.is_finite() and amount >= 0 else None
-
-
 def _report(data: Mapping[str, Any], tracking: str, status: str, kind: str) -> Report:
     outcome = STATUSES.get(status)
     reason = None
@@ -252,6 +240,6 @@ def _report(data: Mapping[str, Any], tracking: str, status: str, kind: str) -> R
         outcome=outcome,
         reference=tracking,
         payment_ref=text_field(data, "order_id"),
-        paid_amount=_amount(data) if outcome == PAID else None,
+        paid_amount=amount_field(data.get("amount")) if outcome == PAID else None,
         reason=reason,
     )

@@ -43,7 +43,13 @@ ACTIONS: dict[str, tuple[str, str | None]] = {
 
 
 class CardRefused(ValueError):
-    """The form cannot be a test card payment; the message is for the payer."""
+    """The form cannot be a test card payment. `code` names what to fix (the page says it in
+    the payer's language: card_not_test, card_bad_expiry, card_expired, card_bad_cvc); the
+    message is the English text."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def card_number(text: str) -> str:
@@ -55,19 +61,20 @@ def check_card(number: str, expiry: str, cvc: str, now_ms: int) -> SandboxCard:
     card = TEST_CARDS.get(card_number(number))
     if card is None:
         raise CardRefused(
+            "card_not_test",
             "This is the sandbox: use a test card, for example 4242 4242 4242 4242 "
             "(4000 0000 0000 0002 is declined, 4000 0000 0000 9995 has insufficient funds, "
-            "4000 0025 0000 3155 asks for 3-D Secure)."
+            "4000 0025 0000 3155 asks for 3-D Secure).",
         )
     match = re.fullmatch(r"\s*(\d{1,2})\s*/\s*(\d{2}|\d{4})\s*", expiry)
     if match is None or not 1 <= int(match[1]) <= 12:
-        raise CardRefused("Enter the expiry as MM/YY, for example 12/34.")
+        raise CardRefused("card_bad_expiry", "Enter the expiry as MM/YY, for example 12/34.")
     year = int(match[2]) + (2000 if len(match[2]) == 2 else 0)
     today = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
     if (year, int(match[1])) < (today.year, today.month):
-        raise CardRefused("The card has expired: any future expiry date works.")
+        raise CardRefused("card_expired", "The card has expired: any future expiry date works.")
     if not re.fullmatch(r"\d{3}", cvc.strip()):
-        raise CardRefused("The CVC is 3 digits: any 3 digits work.")
+        raise CardRefused("card_bad_cvc", "The CVC is 3 digits: any 3 digits work.")
     return card
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -74,3 +75,15 @@ def http_url(value: str) -> str | None:
     """A payment page a provider gave: only an absolute http(s) URL is passed to a payer."""
     parts = urlsplit(value)
     return value if parts.scheme in ("http", "https") and parts.netloc else None
+
+
+def amount_field(value: object) -> Decimal | None:
+    """An amount a provider reported (a JSON number read as Decimal, or a numeric string);
+    None when it is not a finite, non-negative number."""
+    if isinstance(value, bool) or not isinstance(value, int | Decimal | str):
+        return None
+    try:
+        amount = Decimal(value)
+    except ArithmeticError:
+        return None
+    return amount if amount.is_finite() and amount >= 0 else None

@@ -1,0 +1,208 @@
+"""Bank transfers reported by callback (seed 002): the payer is shown the operator's account
+and the reference to quote; the service's deposit callbacks, at the secret webhook path and
+from the allowed addresses, complete or fail the payment, a later change of status included.
+SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from tests.support.providers import ProviderHarness, provider_harness
+from tests.support.servers import serve_asgi
+from watcher import jsonio
+from watcher.callbacks.receiver import CallbackReceiver
+from watcher.config import Settings
+from watcher.db.models import PaymentReport
+
+TOKEN = "bt_9f3c1d2e7a6b5c4d3e2f1a0b"
+IBAN = "TR33 0006 1005 1978 6457 8413 26"
+
+
+def bank_settings(**overrides: object) -> dict[str, object]:
+    settings: dict[str, object] = {
+        "webhook_token": TOKEN,
+        "bank_name": "Ziraat Bankası",
+        "account_name": "Kasa Dükkân Ltd. Şti.",
+        "iban": IBAN,
+    }
+    settings.update(overrides)
+    return {"bank": "banktransfer", "banktransfer": settings}
+
+
+@pytest.fixture
+async def bank(db_url: str) -> AsyncIterator[ProviderHarness]:
+    async with provider_harness(db_url, providers=bank_settings()) as harness:
+        yield harness
+
+
+def deposit(process_id: str, status: str, **fields: Any) -> bytes:
+    """A deposit callback as seed 002 lists it."""
+    body: dict[str, Any] = {
+        "hash": "zzunnCrv6Sb38TU/dPYIl+9TKd8gT6iqrcxv+V32AFs=",
+        "transactionId": "6575078b9e6bb1554a50b7b1",
+        "bankId": "507f1f77bcf86cd799439011",
+        "amount": 1000,
+        "userId": "987654",
+        "name": "Mehmet Ali Yılmaz",
+        "userName": "mehmetali",
+        "processId": process_id,
+        "type": "deposit",
+        "convertedName": "mehmetaliyilmaz",
+        "bank": "Fake Bank",
+        "bankAccountName": "Kasa Dükkân Ltd. Şti.",
+        "bankAccountIban": IBAN.replace(" ", ""),
+        "status": status,
+        "statusReason": None,
+    }
+    body.update(fields)
+    return jsonio.dumps(body).encode()
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+async def test_the_payer_is_shown_the_account_and_the_reference_in_their_language(
+    bank: ProviderHarness,
+) -> None:
+    created = await bank.pay("bank", email=None, phone=None)
+    assert created.status_code == 200, created.text
+    body = created.json()
+    txn = body["transactionId"]
+    assert body["provider"] == "banktransfer"
+    assert body["redirectUrl"] == body["paymentUrl"]
+    assert body["paymentUrl"].endswith(f"/pay/{txn}")
+    page_url = f"{bank.url}/pay/{txn}"
+    status = await bank.status(txn)
+    assert status["provider"] == {"name": "banktransfer", "reference": txn, "paidAmount": None}
+
+    english = await bank.http.get(page_url)
+    assert english.status_code == 200 and english.headers["content-language"] == "en"
+    for shown in ("Ziraat Bankası", "Kasa Dükkân Ltd. Şti.", IBAN, txn, "1,000.00", "Reference"):
+        assert shown in english.text, shown
+    assert f'data-copy="{IBAN.replace(" ", "")}"' in english.text
+
+    turkish = await bank.http.get(page_url, headers={"Accept-Language": "tr-TR,tr"})
+    assert turkish.headers["content-language"] == "tr"
+    for shown in ("havale/EFT", "Alıcı adı", "Referans (açıklama)", "1.000,00", "IBAN'ı kopyala"):
+        assert shown in turkish.text, shown
+
+
+async def test_successful_then_unsuccessful_completes_then_fails_with_each_callback_once(
+    bank: ProviderHarness,
+) -> None:
+    receiver = CallbackReceiver(bank.merchant.webhook_secret)
+    async with serve_asgi(receiver) as hook:
+        txn = (await bank.pay("bank", callbackUrl=f"{hook}/kasa")).json()["transactionId"]
+        ok = await bank.webhook("banktransfer", deposit(txn, "successful"), JSON, TOKEN)
+        assert (ok.status_code, ok.json()) == (200, {"received": True})
+        status = await bank.status(txn)
+        assert (status["status"], status["provider"]["paidAmount"]) == ("completed", 1000)
+        assert status["provider"]["reference"] == txn
+        again = await bank.webhook("banktransfer", deposit(txn, "successful"), JSON, TOKEN)
+        assert again.status_code == 200  # the seed: process each callback only once
+        assert await bank.deliver() == 1
+
+        reversed_ = deposit(txn, "unsuccessful", statusReason="Sistemsel hata: işlem iade edildi")
+        failed = await bank.webhook("banktransfer", reversed_, JSON, TOKEN)
+        assert failed.status_code == 200
+        assert (await bank.status(txn))["status"] == "failed"
+        replay = await bank.webhook("banktransfer", reversed_, JSON, TOKEN)
+        assert replay.status_code == 200
+        assert await bank.deliver() == 1
+    first, second = receiver.verified()
+    assert (first["event"], first["status"]) == ("payment.completed", "completed")
+    assert first["provider"]["paidAmount"] == Decimal("1000")
+    assert (second["event"], second["status"]) == ("payment.failed", "failed")
+    assert second["details"] == {
+        "previousStatus": "completed",
+        "reason": "Sistemsel hata: işlem iade edildi",
+    }
+    assert second["sequence"] == first["sequence"] + 1
+    assert [e["type"] for e in await bank.events()] == ["payment.completed", "payment.failed"]
+    async with bank.services.sessions() as s:
+        rows = (await s.execute(select(PaymentReport).order_by(PaymentReport.id))).scalars()  # type: ignore[arg-type]
+        reports = [(r.key, r.result) for r in rows]
+    assert reports == [
+        ("6575078b9e6bb1554a50b7b1:successful", "applied"),
+        ("6575078b9e6bb1554a50b7b1:unsuccessful", "applied"),
+    ]
+
+
+async def test_the_approved_amount_is_the_paid_amount(bank: ProviderHarness) -> None:
+    txn = (await bank.pay("bank")).json()["transactionId"]
+    body = deposit(txn, "successful", amount=Decimal("999.50"), transactionId="t-2")
+    assert (await bank.webhook("banktransfer", body, JSON, TOKEN)).status_code == 200
+    status = await bank.status(txn)
+    assert (status["status"], status["provider"]["paidAmount"]) == ("completed", Decimal("999.5"))
+
+
+async def test_a_wrong_or_missing_token_is_refused_and_changes_nothing(
+    bank: ProviderHarness,
+) -> None:
+    txn = (await bank.pay("bank")).json()["transactionId"]
+    body = deposit(txn, "successful")
+    for path in ("bt_9f3c1d2e7a6b5c4d3e2f1a0X", TOKEN[:-1], ""):
+        resp = await bank.webhook("banktransfer", body, JSON, path)
+        assert resp.status_code == 401, path
+        assert resp.json()["error"]["code"] == "UNAUTHORIZED"
+    assert (await bank.status(txn))["status"] == "pending"
+    async with bank.services.sessions() as s:
+        assert (await s.execute(select(PaymentReport))).first() is None
+
+
+@pytest.mark.parametrize(("allowed", "accepted"), [(["10.1.2.0/24"], False), (["127.0.0.1"], True)])
+async def test_callbacks_come_only_from_the_allowed_addresses(
+    db_url: str, allowed: list[str], accepted: bool
+) -> None:
+    providers = bank_settings(allowed_ips=allowed)
+    async with provider_harness(db_url, providers=providers) as bank:
+        txn = (await bank.pay("bank")).json()["transactionId"]
+        resp = await bank.webhook("banktransfer", deposit(txn, "successful"), JSON, TOKEN)
+        assert resp.status_code == (200 if accepted else 401)
+        assert (await bank.status(txn))["status"] == ("completed" if accepted else "pending")
+
+
+async def test_withdraw_callbacks_and_unknown_process_ids_are_answered_and_kept(
+    bank: ProviderHarness,
+) -> None:
+    txn = (await bank.pay("bank")).json()["transactionId"]
+    withdraw = deposit(txn, "successful", type="withdraw", accountName="Mehmet", iban="TR00")
+    stranger = deposit("txn_" + "0" * 32, "successful", transactionId="t-elsewhere")
+    for body in (withdraw, stranger):
+        resp = await bank.webhook("banktransfer", body, JSON, TOKEN)
+        assert (resp.status_code, resp.json()) == (200, {"received": True})
+    assert (await bank.status(txn))["status"] == "pending"
+    async with bank.services.sessions() as s:
+        rows = {r.key: r.result for r in (await s.execute(select(PaymentReport))).scalars()}
+    assert rows == {
+        "withdraw:6575078b9e6bb1554a50b7b1:successful": "ignored",
+        "t-elsewhere:successful": "unknown_reference",
+    }
+
+
+async def test_test_mode_bank_payments_use_the_sandbox_page(bank: ProviderHarness) -> None:
+    created = (await bank.pay("bank", bank.merchant.test_api_key)).json()
+    assert created["provider"] == "sandbox"
+    page = await bank.http.get(f"{bank.url}/sandbox/pay/{created['transactionId']}")
+    assert "Sandbox bank transfer payment" in page.text and "IBAN" not in page.text
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"webhook_token": "short"}, "at least 16 random letters"),
+        ({"allowed_ips": ["10.0.0.300"]}, "'10.0.0.300' is not an IP address or network"),
+        ({"iban": ""}, "providers.banktransfer.iban is empty"),
+    ],
+)
+def test_settings_that_would_not_work_are_refused_at_start(
+    values: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings.model_validate({"providers": bank_settings(**values)})
