@@ -5,11 +5,16 @@ HTTP (the fake Stripe on loopback), SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from decimal import Decimal
 
 import pytest
+from sqlalchemy import select
 
 from tests.integration.conftest import ApiHarness
 from tests.support.cards import CardHarness, card_harness
+from tests.support.servers import serve_asgi
+from watcher.callbacks.receiver import CallbackReceiver
+from watcher.db.models import PaymentReport
 
 
 @pytest.fixture
@@ -27,3 +32,65 @@ async def test_a_method_that_is_off_is_named_before_the_fields_it_would_need(
     assert resp.status_code == 400
     error = resp.json()["error"]
     assert error["code"] == "INVALID_REQUEST" and "not enabled" in error["message"], error
+
+
+async def test_a_payment_link_session_naming_our_id_does_not_pay_the_payment(
+    cards: CardHarness,
+) -> None:
+    """Stripe lets a payer set client_reference_id on a Payment Link (`?client_reference_id=`)
+    or a client-only Checkout: a 10 TRY link of the same Stripe account, opened with a 1000 TRY
+    payment's id, must not pay that payment. Only a session we made (our metadata) counts."""
+    created = await cards.card()
+    txn = created.json()["transactionId"]
+    link = cards.stripe.event(
+        "checkout.session.completed",
+        {
+            "id": "cs_live_from_a_payment_link",
+            "object": "checkout.session",
+            "client_reference_id": txn,
+            "payment_link": "plink_1",
+            "status": "complete",
+            "payment_status": "paid",
+            "amount_total": 1000,
+            "currency": "try",
+            "metadata": {},
+            "payment_intent": "pi_link",
+            "livemode": False,
+        },
+    )
+    assert (await cards.webhook(link)).status_code == 200
+    status = await cards.status(txn)
+    assert status["status"] == "pending", status
+    assert status["provider"]["paidAmount"] is None
+    async with cards.services.sessions() as s:
+        row = (await s.execute(select(PaymentReport))).scalar_one()
+    assert row.result == "unknown_reference"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [("amount_total", 99_999, "amount_mismatch"), ("currency", "usd", "currency_mismatch")],
+)
+async def test_a_session_paid_for_less_or_in_another_currency_never_completes_the_payment(
+    cards: CardHarness, field: str, value: object, reason: str
+) -> None:
+    """paidAmount is what Stripe says was paid; a payment paid short is not completed in full
+    silently: it fails, saying why and what came, for the merchant to refund or settle."""
+    receiver = CallbackReceiver(cards.merchant.webhook_secret)
+    async with serve_asgi(receiver) as hook:
+        created = await cards.card(callbackUrl=f"{hook}/kasa")
+        txn, sid = created.json()["transactionId"], cards.session_of(created)
+        event = cards.stripe.complete(sid)
+        event["data"]["object"][field] = value
+        assert (await cards.webhook(event)).status_code == 200
+        status = await cards.status(txn)
+        assert await cards.deliver() == 1
+    assert status["status"] == "failed", status
+    [payload] = receiver.verified()
+    assert (payload["event"], payload["details"]["reason"]) == ("payment.failed", reason)
+    if field == "amount_total":
+        assert Decimal(str(status["provider"]["paidAmount"])) == Decimal("999.99")
+        assert payload["details"]["paidAmount"] == Decimal("999.99")
+    else:
+        assert status["provider"]["paidAmount"] is None
+        assert payload["details"]["paidCurrency"] == "USD"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
-from watcher.payments.outcomes import Change, decide
+from watcher.payments.outcomes import Change, Report, decide, shortfall
 
 
 @pytest.mark.parametrize(
@@ -45,3 +47,48 @@ def test_a_report_changes_what_the_table_says(status: str, outcome: str, change:
 )
 def test_anything_else_changes_nothing(status: str, outcome: str | None) -> None:
     assert decide(status, outcome) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "change"),
+    [
+        ("pending", Change("failed", "payment.failed")),
+        ("confirming", Change("failed", "payment.failed")),
+        ("expired", Change("expired", "payment.late", late=True)),  # money after the close
+        ("failed", None),  # never completed by money that does not cover it
+        ("completed", None),
+    ],
+)
+def test_a_paid_report_that_does_not_cover_the_payment_never_completes_it(
+    status: str, change: Change | None
+) -> None:
+    assert decide(status, "paid", short=True) == change
+
+
+@pytest.mark.parametrize(
+    ("reported", "paid_try", "reason"),
+    [
+        ("999.99", "999.99", "amount_mismatch"),
+        ("1000", None, "currency_mismatch"),  # another currency, no rate to convert it at
+        ("1000", "1000", None),
+        ("1000.01", "1000.01", None),  # more completes; the excess is recorded
+        (None, None, None),  # the source did not say
+    ],
+)
+def test_shortfall_names_what_is_missing(
+    reported: str | None, paid_try: str | None, reason: str | None
+) -> None:
+    report = Report(
+        key="k",
+        type="t",
+        outcome="paid",
+        paid_amount=None if reported is None else Decimal(reported),
+    )
+    paid = None if paid_try is None else Decimal(paid_try)
+    assert shortfall(report, paid, Decimal("1000"), fixed_price=True) == reason
+
+
+def test_a_deposit_completes_with_what_was_approved_but_never_in_an_unknown_currency() -> None:
+    report = Report(key="k", type="t", outcome="paid", paid_amount=Decimal("950"))
+    assert shortfall(report, Decimal("950"), Decimal("1000"), fixed_price=False) is None
+    assert shortfall(report, None, Decimal("1000"), fixed_price=False) == "currency_mismatch"

@@ -32,6 +32,7 @@ def _session(**fields: object) -> dict[str, object]:
         "id": "cs_test_1",
         "object": "checkout.session",
         "client_reference_id": "txn_1",
+        "metadata": {"transactionId": "txn_1", "externalRef": "ORD-1"},  # as start() writes it
         "amount_total": 123456,
         "currency": "try",
         "payment_intent": "pi_1",
@@ -48,7 +49,15 @@ def test_a_completed_paid_session_reports_paid_with_the_amount(adapter: StripePr
     [report] = adapter.parse(_inbound(*fake.signed(event, SECRET)))
     assert (report.key, report.outcome, report.transaction_id) == (event["id"], "paid", "txn_1")
     assert (report.reference, report.payment_ref) == ("cs_test_1", "pi_1")
-    assert report.paid_amount == Decimal("1234.56")
+    assert report.paid_amount == Decimal("1234.56") and report.paid_currency == "TRY"
+
+
+def test_client_reference_id_alone_names_no_payment(adapter: StripeProvider) -> None:
+    """A payer can set it on any Payment Link of the account; only our metadata is ours."""
+    fake = FakeStripe()
+    event = fake.event("checkout.session.completed", _session(metadata={}))
+    [report] = adapter.parse(_inbound(*fake.signed(event, SECRET)))
+    assert report.transaction_id is None and report.reference == "cs_test_1"
 
 
 @pytest.mark.parametrize(

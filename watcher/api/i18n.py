@@ -102,6 +102,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "reason_insufficient_funds": "The card has insufficient funds.",
         "reason_authentication_failed": "The 3-D Secure check was refused.",
         "reason_sandbox_failed": "The payment failed (sandbox).",
+        "reason_amount_mismatch": "The amount paid does not match this payment; "
+        "the shop will settle it with you.",
+        "reason_currency_mismatch": "The payment was made in another currency; "
+        "the shop will settle it with you.",
         "reason_other": "The provider said: {reason}.",
         # the sandbox page
         "card_name": "Name on card",
@@ -211,6 +215,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "reason_insufficient_funds": "Kartın bakiyesi yetersiz.",
         "reason_authentication_failed": "3-D Secure doğrulaması reddedildi.",
         "reason_sandbox_failed": "Ödeme başarısız oldu (sandbox).",
+        "reason_amount_mismatch": "Ödenen tutar bu ödemeyle eşleşmiyor; "
+        "mağaza sizinle hesaplaşacak.",
+        "reason_currency_mismatch": "Ödeme başka bir para biriminde yapıldı; "
+        "mağaza sizinle hesaplaşacak.",
         "reason_other": "Sağlayıcının yanıtı: {reason}.",
         "card_name": "Kart üzerindeki isim",
         "card_number": "Kart numarası",

@@ -30,7 +30,14 @@ from watcher.services import Services
 
 # Reasons the page words itself; any other is quoted as the provider gave it.
 REASONS = frozenset(
-    {"card_declined", "insufficient_funds", "authentication_failed", "sandbox_failed"}
+    {
+        "card_declined",
+        "insufficient_funds",
+        "authentication_failed",
+        "sandbox_failed",
+        "amount_mismatch",
+        "currency_mismatch",
+    }
 )
 
 

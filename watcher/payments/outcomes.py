@@ -16,6 +16,14 @@ outcomes below, and `decide` says which state change, if any, it makes:
 | cancelled  | pending, confirming  | cancelled  | payment.cancelled                        |
 | refunded   | completed            | refunded   | payment.refunded                         |
 
+A `paid` report in a currency it cannot be converted from, or for less than the payment
+asks where the payer cannot choose the amount (a card checkout: FIXED_PRICE_METHODS), does
+not pay it: an open payment fails (reason currency_mismatch or amount_mismatch, with what
+came), a closed one is told `payment.late` as for any money after the close. Such a provider
+takes one payment per session, so nothing more will come to make it whole; the merchant
+refunds or settles. Bank and wallet deposits, whose amount the payer enters and an operator
+approves, complete with what was approved (paidAmount says how much).
+
 Anything else changes nothing (a repeat, or news that comes too late to matter).
 """
 
@@ -98,12 +106,37 @@ _FROM: Final = {
 }
 
 
-def decide(status: str, outcome: str | None) -> Change | None:
-    """The change `outcome` makes to a payment in `status`; None: it changes nothing."""
+AMOUNT_MISMATCH: Final = "amount_mismatch"
+CURRENCY_MISMATCH: Final = "currency_mismatch"
+# Payment methods whose amount the payer cannot change: less is not a payment of the order.
+FIXED_PRICE_METHODS: Final = frozenset({"card"})
+
+
+def shortfall(
+    report: Report, paid_try: Decimal | None, amount: Decimal, *, fixed_price: bool
+) -> str | None:
+    """Why a `paid` report does not pay a payment of `amount` TRY; None when it does, or
+    when the source did not say how much it took. `paid_try`: what it says was paid, in TRY
+    (None: in a currency that cannot be converted); `fixed_price`: the payer could not pay
+    another amount, so less is a mismatch (else a deposit completes with what came)."""
+    if report.outcome != PAID or report.paid_amount is None:
+        return None
+    if paid_try is None:
+        return CURRENCY_MISMATCH
+    if fixed_price and paid_try < amount:
+        return AMOUNT_MISMATCH
+    return None
+
+
+def decide(status: str, outcome: str | None, *, short: bool = False) -> Change | None:
+    """The change `outcome` makes to a payment in `status`; None: it changes nothing.
+    `short`: a `paid` report that does not cover the payment (see `shortfall`)."""
     if outcome is None or outcome not in _TO_STATE:
         return None
     if outcome == PAID and status in (EXPIRED, CANCELLED):
         return Change(status, LATE_EVENT, late=True)
+    if outcome == PAID and short:
+        return Change(FAILED, EVENT_FOR_STATE[FAILED]) if status in OPEN_STATES else None
     if status not in _FROM[outcome]:
         return None
     new = _TO_STATE[outcome]

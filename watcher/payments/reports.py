@@ -36,7 +36,15 @@ from watcher.money import (
 )
 from watcher.payments.events import record_event
 from watcher.payments.methods import Describe
-from watcher.payments.outcomes import PAID, Change, Report, decide
+from watcher.payments.outcomes import (
+    CURRENCY_MISMATCH,
+    FIXED_PRICE_METHODS,
+    PAID,
+    Change,
+    Report,
+    decide,
+    shortfall,
+)
 from watcher.payments.states import COMPLETED, FAILED, FINAL_STATES
 
 log = structlog.get_logger("watcher.payments.reports")
@@ -118,12 +126,25 @@ async def apply_stored(
         )
         return Applied(report, UNKNOWN)
     row.payment_id = payment.id
-    change = decide(payment.status, report.outcome)
+    paid = _paid_try(payment, report) if report.outcome == PAID else None
+    fixed_price = payment.provider in FIXED_PRICE_METHODS
+    short = shortfall(report, paid, from_kurus(payment.amount_kurus), fixed_price=fixed_price)
+    if short is not None:
+        row.reason = short
+        log.warning(
+            "provider.paid_short",
+            source=source,
+            payment_id=payment.id,
+            reason=short,
+            paid_amount=str(report.paid_amount),
+            paid_currency=report.paid_currency,
+        )
+    change = decide(payment.status, report.outcome, short=short is not None)
     if change is None:
         row.result = NO_CHANGE
         _remember_refs(payment, report)
         return Applied(report, NO_CHANGE, payment.id, payment.status)
-    await _change(session, payment, report, change, now, describe)
+    await _change(session, payment, report, change, now, describe, paid, short)
     row.result = APPLIED
     return Applied(report, APPLIED, payment.id, payment.status)
 
@@ -209,10 +230,11 @@ async def _change(
     change: Change,
     now: int,
     describe: Describe,
+    paid: Decimal | None,
+    short: str | None,
 ) -> None:
     previous = payment.status
     _remember_refs(payment, report)
-    paid = _paid_try(payment, report) if report.outcome == PAID else None
     if paid is not None:
         payment.paid_kurus = to_kurus(paid)
     if change.late:
@@ -222,7 +244,7 @@ async def _change(
     if payment.status in FINAL_STATES and payment.final_ms is None:
         payment.final_ms = now
     block = (await describe(session, [payment])).get(payment.id)
-    details = _details(report, previous, change, paid)
+    details = _details(report, previous, change, paid, short)
     await record_event(session, payment, change.event, now, details, block=block)
     log.info(
         "payment." + change.event.removeprefix("payment."),
@@ -254,13 +276,16 @@ def _paid_try(payment: Payment, report: Report) -> Decimal | None:
 
 
 def _details(
-    report: Report, previous: str, change: Change, paid: Decimal | None
+    report: Report, previous: str, change: Change, paid: Decimal | None, short: str | None
 ) -> dict[str, Any] | None:
     details: dict[str, Any] = {}
     if change.status == FAILED and previous == COMPLETED:
         details["previousStatus"] = previous
-    if report.reason:
-        details["reason"] = report.reason
-    if change.late and paid is not None:
+    if short or report.reason:
+        details["reason"] = short or report.reason
+    if (change.late or short) and paid is not None:
         details["paidAmount"] = json_number(paid)
+    if short == CURRENCY_MISMATCH and report.paid_amount is not None:
+        details["paidAmount"] = json_number(report.paid_amount)
+        details["paidCurrency"] = (report.paid_currency or "").upper()
     return details or None

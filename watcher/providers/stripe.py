@@ -189,13 +189,11 @@ def _report(event: Any) -> Report:
         return Report(key=event["id"], type=kind or "unknown", outcome=None)
     outcome = EVENTS[kind](obj)
     if kind == "charge.refunded":
-        metadata = obj.get("metadata")
-        ours = metadata.get("transactionId") if isinstance(metadata, dict) else None
         return Report(
             key=event["id"],
             type=kind,
             outcome=outcome,
-            transaction_id=_text(ours),
+            transaction_id=_our_id(obj),
             reference=_text(obj.get("payment_intent")),
         )
     return _session_report(obj, outcome, event["id"], kind)
@@ -204,16 +202,27 @@ def _report(event: Any) -> Report:
 def _session_report(session: Mapping[str, Any], outcome: str | None, key: str, kind: str) -> Report:
     total = session.get("amount_total")
     paid = Decimal(total) / KURUS if isinstance(total, int) and outcome == PAID else None
+    currency = _text(session.get("currency"))
     return Report(
         key=key,
         type=kind,
         outcome=outcome,
-        transaction_id=_text(session.get("client_reference_id")),
+        transaction_id=_our_id(session),
         reference=_text(session.get("id")),
         payment_ref=_text(session.get("payment_intent")),
         paid_amount=paid,
+        paid_currency=currency.upper() if currency and paid is not None else None,
         reason=FAILURE_REASONS.get(kind),
     )
+
+
+def _our_id(obj: Mapping[str, Any]) -> str | None:
+    """Our transactionId, from the metadata only our secret key wrote on the session (and its
+    PaymentIntent, whose charges carry it). Not client_reference_id alone: a payer sets that
+    on any Payment Link of the account (`?client_reference_id=txn_…`), which would let a
+    10 TRY link pay a 1000 TRY payment."""
+    metadata = obj.get("metadata")
+    return _text(metadata.get("transactionId")) if isinstance(metadata, dict) else None
 
 
 def _text(value: Any) -> str | None:
