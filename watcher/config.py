@@ -194,7 +194,9 @@ class KazawalletSettings(_Section):
     base_url: str = "https://outdoor.kasroad.com/wallet"
     api_key: str = ""
     api_secret: str = ""
-    currency: str = "TRY"
+    # What payers pay in: TRY, or USD (USDT) converted at the USDTTRY rate locked for the
+    # payment; the rate source has no other currency.
+    currency: Literal["TRY", "USD", "USDT"] = "TRY"
     timeout_s: float = Field(10, gt=0)
 
     _base_url = field_validator("base_url")(_http_url)

@@ -19,6 +19,7 @@ from watcher.payments.methods import Block, Describe, PaymentMethod
 from watcher.providers.acidpanel import AcidPanelProvider
 from watcher.providers.banktransfer import BankTransferProvider
 from watcher.providers.base import Provider
+from watcher.providers.kazawallet import KazawalletProvider
 from watcher.providers.method import ProviderMethod, provider_blocks
 from watcher.providers.sandbox import SandboxProvider
 from watcher.rates.base import RateSource
@@ -64,7 +65,9 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
             built[name] = AcidPanelProvider(settings.providers.acidpanel)
         elif name == "banktransfer":
             built[name] = BankTransferProvider(settings.providers.banktransfer)
-        else:
+        elif name == "kazawallet":
+            built[name] = KazawalletProvider(settings.providers.kazawallet)
+        else:  # the settings allow no other name
             raise ConfigError(
                 f"providers.{method} = {name!r}: that adapter is not part of this version"
             )

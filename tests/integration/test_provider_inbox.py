@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import select
 
 from tests.support.cards import CardHarness, card_harness
+from tests.support.dbfaults import allow_payment_updates, refuse_payment_updates
 from tests.support.servers import serve_asgi
 from watcher.callbacks.receiver import CallbackReceiver
 from watcher.db.models import PaymentReport
@@ -21,40 +21,6 @@ from watcher.providers.reconcile import ProviderReconciler
 async def cards(db_url: str) -> AsyncIterator[CardHarness]:
     async with card_harness(db_url) as harness:
         yield harness
-
-
-async def refuse_payment_updates(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        if conn.dialect.name == "sqlite":
-            await conn.execute(
-                text(
-                    "CREATE TRIGGER refuse_update BEFORE UPDATE ON payment "
-                    "BEGIN SELECT RAISE(ABORT, 'injected: the payment cannot change now'); END"
-                )
-            )
-        else:
-            await conn.execute(
-                text(
-                    "CREATE FUNCTION refuse_update() RETURNS trigger AS $$ BEGIN "
-                    "RAISE EXCEPTION 'injected: the payment cannot change now'; END $$ "
-                    "LANGUAGE plpgsql"
-                )
-            )
-            await conn.execute(
-                text(
-                    "CREATE TRIGGER refuse_update BEFORE UPDATE ON payment "
-                    "FOR EACH ROW EXECUTE FUNCTION refuse_update()"
-                )
-            )
-
-
-async def allow_payment_updates(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        if conn.dialect.name == "sqlite":
-            await conn.execute(text("DROP TRIGGER refuse_update"))
-        else:
-            await conn.execute(text("DROP TRIGGER refuse_update ON payment"))
-            await conn.execute(text("DROP FUNCTION refuse_update()"))
 
 
 async def test_a_webhook_whose_processing_fails_is_kept_answered_and_applied_later(

@@ -49,7 +49,7 @@ def _config(
 [providers]
 card = "stripe"
 bank = "acidpanel"
-wallet = "acidpanel"
+wallet = "kazawallet"
 
 [providers.stripe]
 secret_key = "{stripe_key}"
@@ -62,6 +62,10 @@ api_key = "{ACID_API_KEY}"
 secret_key = "{acid_secret}"
 credential_key = "{ACID_CREDENTIAL_KEY}"
 timeout_s = 3
+
+[providers.kazawallet]
+api_key = "kz_key_check"
+api_secret = "kz_secret_check"
 """
     )
     return path
@@ -92,10 +96,11 @@ async def test_check_reports_each_provider_as_ok(fakes: tuple[str, str], tmp_pat
     assert any(line.startswith("stripe") and "card" in line and " ok " in line for line in lines)
     assert any(
         line.startswith("acidpanel")
-        and "bank, wallet" in line
+        and "bank" in line
         and "Welcome, Fake Provider!" in line
         for line in lines
     )
+    assert any(line.startswith("kazawallet") and "not checked" in line for line in lines)
     code, out, _ = await _check(cfg, "--json")
     assert code == 0
     assert json.loads(out) == {
@@ -104,13 +109,23 @@ async def test_check_reports_each_provider_as_ok(fakes: tuple[str, str], tmp_pat
                 "name": "stripe",
                 "methods": ["card"],
                 "ok": True,
+                "checked": True,
                 "detail": "the secret key can read checkout sessions",
             },
             {
                 "name": "acidpanel",
-                "methods": ["bank", "wallet"],
+                "methods": ["bank"],
                 "ok": True,
+                "checked": True,
                 "detail": "Welcome, Fake Provider!",
+            },
+            {
+                "name": "kazawallet",
+                "methods": ["wallet"],
+                "ok": True,
+                "checked": False,
+                "detail": "Kazawallet has no call to check credentials with; the API key is "
+                "checked by the first payment link, the API secret by the first webhook",
             },
         ]
     }

@@ -17,12 +17,19 @@ from watcher import jsonio
 from watcher.callbacks.delivery import DeliveryWorker
 from watcher.db.models import PaymentEvent
 from watcher.devchain import acidpanel as fake_acidpanel
+from watcher.devchain import kazawallet as fake_kazawallet
 from watcher.devchain.acidpanel import FakeAcidPanel
+from watcher.devchain.kazawallet import FakeKazawallet
 
 ACID_API_KEY = "ak_test_7f3c"
 ACID_SECRET_KEY = "sk_test_91ab"
 ACID_CREDENTIAL_KEY = "site-cred-42"
-SECRETS = (ACID_SECRET_KEY, ACID_CREDENTIAL_KEY)
+KAZA_API_KEY = "kz_key_1"
+KAZA_API_SECRET = "kz_secret_1"
+
+
+def fake_kaza(**kwargs: Any) -> FakeKazawallet:
+    return FakeKazawallet(api_key=KAZA_API_KEY, api_secret=KAZA_API_SECRET, **kwargs)
 
 
 def fake_acid(**kwargs: Any) -> FakeAcidPanel:
@@ -37,6 +44,7 @@ def fake_acid(**kwargs: Any) -> FakeAcidPanel:
 @dataclass
 class ProviderHarness(ApiHarness):
     acidpanel: FakeAcidPanel
+    kazawallet: FakeKazawallet
 
     async def pay(self, method: str, key: str | None = None, **fields: object) -> httpx.Response:
         """A create request for a `method` (card, bank, wallet) payment."""
@@ -83,6 +91,17 @@ class ProviderHarness(ApiHarness):
         return await worker.run_once()
 
 
+def kazawallet_settings(url: str, **overrides: object) -> dict[str, object]:
+    settings: dict[str, object] = {
+        "base_url": url,
+        "api_key": KAZA_API_KEY,
+        "api_secret": KAZA_API_SECRET,
+        "timeout_s": 2,
+    }
+    settings.update(overrides)
+    return settings
+
+
 def acidpanel_settings(url: str, **overrides: object) -> dict[str, object]:
     settings: dict[str, object] = {
         "base_url": url,
@@ -101,15 +120,20 @@ async def provider_harness(
     *,
     providers: dict[str, object],
     acidpanel: FakeAcidPanel | None = None,
+    kazawallet: FakeKazawallet | None = None,
     **sections: dict[str, object],
 ) -> AsyncIterator[ProviderHarness]:
-    """The API with `providers` ([providers] settings; an AcidPanel section pointing at the
-    fake is added when an AcidPanel method is on and none is given)."""
+    """The API with `providers` ([providers] settings; a section pointing at the fake
+    AcidPanel or Kazawallet is added when one of its methods is on and none is given)."""
     acid = acidpanel or fake_acid()
+    kaza = kazawallet or fake_kaza()
     async with AsyncExitStack() as stack:
         acid_url = await stack.enter_async_context(fake_acidpanel.serve(acid))
+        kaza_url = await stack.enter_async_context(fake_kazawallet.serve(kaza))
         chosen = dict(providers)
         if "acidpanel" in chosen.values() and "acidpanel" not in chosen:
             chosen["acidpanel"] = acidpanel_settings(acid_url)
+        if "kazawallet" in chosen.values() and "kazawallet" not in chosen:
+            chosen["kazawallet"] = kazawallet_settings(kaza_url)
         api = await stack.enter_async_context(serve_api(db_url, providers=chosen, **sections))
-        yield ProviderHarness(**vars(api), acidpanel=acid)
+        yield ProviderHarness(**vars(api), acidpanel=acid, kazawallet=kaza)

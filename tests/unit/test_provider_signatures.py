@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from watcher.providers.acidpanel import callback_hash, request_hash, split_name
+from watcher.providers.kazawallet import webhook_secret
 
 API_KEY, SECRET_KEY, CREDENTIAL_KEY, TIMESTAMP = (
     "ak_test_7f3c",
@@ -37,3 +38,11 @@ def test_full_names_split_at_the_last_word() -> None:
     assert split_name("Ahmet Yılmaz") == ("Ahmet", "Yılmaz")
     assert split_name("  Mehmet Ali   Yılmaz ") == ("Mehmet Ali", "Yılmaz")
     assert split_name("Tarkan") == ("Tarkan", "Tarkan")
+
+
+def test_kazawallet_webhook_secret_is_the_seeds_php() -> None:
+    # base64_encode(hash_hmac('sha512', hash('sha256', "$amount:::$order_id:::$apiKey", true),
+    #                         $apiSecret, true))
+    assert webhook_secret("10.5", "pl_9f8e7d", "kz_key_1", "kz_secret_1") == (
+        "iSlOZ/YOaVinWD0RbYwBaFui93uHirJ/NTtJ4K+nN6RKN2cQ5Vpr4d8LjUDUQIc59KkwDb8CAlkuXBNEGcSg5Q=="
+    )

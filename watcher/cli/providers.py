@@ -11,7 +11,7 @@ from watcher.cli.shape import ConfigOpt, JsonOpt, group
 from watcher.config import ConfigError, Settings
 from watcher.errors import ProviderError
 from watcher.methods import build_providers
-from watcher.providers.base import Provider
+from watcher.providers.base import NotChecked, Provider
 
 app = group()
 
@@ -21,6 +21,7 @@ class Checked:
     name: str
     methods: list[str]  # the payment methods it takes: card, bank, wallet
     ok: bool
+    checked: bool  # False: the provider has no call to check credentials with
     detail: str  # what the provider said, or why it failed; never a secret
 
 
@@ -28,7 +29,8 @@ class Checked:
 def check(ctx: typer.Context, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Ask each configured card, bank and wallet provider whether our credentials work.
 
-    Exits 1 when one of them does not. Secrets are never printed.
+    Exits 1 when one of them does not (a provider with no call to check credentials with is
+    shown as "not checked"). Secrets are never printed.
     """
     settings = state(ctx, config).settings
     try:
@@ -59,8 +61,10 @@ async def _check(provider: Provider, name: str, methods: list[str]) -> Checked:
     try:
         detail = await provider.check()
     except ProviderError as exc:
-        return Checked(name, methods, False, exc.message)
-    return Checked(name, methods, True, detail)
+        return Checked(name, methods, False, True, exc.message)
+    except NotChecked as exc:
+        return Checked(name, methods, True, False, str(exc))
+    return Checked(name, methods, True, True, detail)
 
 
 def _print(results: list[Checked]) -> None:
@@ -69,5 +73,7 @@ def _print(results: list[Checked]) -> None:
         return
     for r in results:
         mark = ("ok", "green") if r.ok else ("FAILED", "red")
+        if not r.checked:
+            mark = ("not checked", "yellow")
         methods = ", ".join(r.methods)
         out.print(styled((f"{r.name:<13}", "bold"), f"{methods:<18}", mark, f"  {r.detail}"))

@@ -29,6 +29,11 @@ class WebhookRejected(Exception):
     """The webhook is not authentic or not fresh: nothing in it is believed (answered 401)."""
 
 
+class NotChecked(Exception):
+    """The provider has no call to check credentials with; the message says when they are
+    checked instead."""
+
+
 @dataclass(frozen=True, slots=True)
 class Order:
     """What a provider is told about a payment: the merchant's real order, nothing else."""
@@ -102,8 +107,8 @@ class Provider(Protocol):
         ...
 
     async def check(self) -> str:
-        """Whether the credentials work: what the provider said (never a secret), or
-        ProviderError saying why not."""
+        """Whether the credentials work: what the provider said (never a secret),
+        ProviderError saying why not, or NotChecked when the provider cannot be asked."""
         ...
 
     async def close(self) -> None:
