@@ -111,7 +111,9 @@ async def test_successful_then_unsuccessful_completes_then_fails_with_each_callb
         reversed_ = deposit(txn, "unsuccessful", statusReason="Sistemsel hata: işlem iade edildi")
         failed = await bank.webhook("banktransfer", reversed_, JSON, TOKEN)
         assert failed.status_code == 200
-        assert (await bank.status(txn))["status"] == "failed"
+        status = await bank.status(txn)
+        # reversed: nothing is held as paid any more
+        assert (status["status"], status["provider"]["paidAmount"]) == ("failed", None)
         replay = await bank.webhook("banktransfer", reversed_, JSON, TOKEN)
         assert replay.status_code == 200
         assert await bank.deliver() == 1
@@ -124,6 +126,7 @@ async def test_successful_then_unsuccessful_completes_then_fails_with_each_callb
         "reason": "Sistemsel hata: işlem iade edildi",
     }
     assert second["sequence"] == first["sequence"] + 1
+    assert second["provider"]["paidAmount"] is None
     assert [e["type"] for e in await bank.events()] == ["payment.completed", "payment.failed"]
     async with bank.services.sessions() as s:
         rows = (await s.execute(select(PaymentReport).order_by(PaymentReport.id))).scalars()  # type: ignore[arg-type]

@@ -95,9 +95,7 @@ async def test_check_reports_each_provider_as_ok(fakes: tuple[str, str], tmp_pat
     lines = out.splitlines()
     assert any(line.startswith("stripe") and "card" in line and " ok " in line for line in lines)
     assert any(
-        line.startswith("acidpanel")
-        and "bank" in line
-        and "Welcome, Fake Provider!" in line
+        line.startswith("acidpanel") and "bank" in line and "Welcome, Fake Provider!" in line
         for line in lines
     )
     assert any(line.startswith("kazawallet") and "not checked" in line for line in lines)

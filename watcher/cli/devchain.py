@@ -13,9 +13,11 @@ import typer
 
 from watcher.cli.common import fail, out, print_json, run, state, styled
 from watcher.cli.shape import ConfigOpt, JsonOpt
-from watcher.config import MAINNET_USDT
+from watcher.config import MAINNET_USDT, Settings
+from watcher.devchain.acidpanel import FakeAcidPanel
 from watcher.devchain.binance import FakeBinance
 from watcher.devchain.chain import DevChain
+from watcher.devchain.kazawallet import FakeKazawallet
 from watcher.devchain.server import DevChainServer
 from watcher.devchain.stripe import FakeStripe
 from watcher.logs import configure_logging
@@ -39,6 +41,14 @@ def devchain(
     api_key: Annotated[
         str | None, typer.Option(help="Require this TRON-PRO-API-KEY header.")
     ] = None,
+    webhooks_to: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="The daemon's URL: the AcidPanel and Kazawallet stand-ins post their "
+            "webhooks to URL/providers/{acidpanel,kazawallet}/webhook.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -49,12 +59,18 @@ def devchain(
     Pay an address: POST /_dev/transfer {"to": ADDRESS, "amount": MICRO_USDT}.
 
     It also stands in for Stripe's Checkout API: point [providers.stripe] api_base at the
-    URL; POST /_dev/stripe/SESSION/complete (or expire, refund) answers with the event
+    URL (a secret_key configured there is the only one it takes); POST /_dev/stripe/SESSION/complete (or expire, refund) answers with the event
     Stripe would send, to sign with the webhook secret and post to the daemon.
+
+    And for AcidPanel (base_url URL/api/provider) and Kazawallet (base_url URL/wallet), with
+    the credentials of the config's [providers.acidpanel] and [providers.kazawallet]: POST
+    /_dev/acidpanel/TRACKING_CODE/STATUS[?amount=…] and /_dev/kazawallet/ORDER_ID/STATUS
+    sign the webhook as they do and deliver it to --webhooks-to.
 
     Also POST /_dev/mine, /_dev/fork, /_dev/fault and GET /_dev/state.
     """
-    configure_logging(state(ctx, config).settings.log)
+    settings = state(ctx, config).settings
+    configure_logging(settings.log)
     try:
         price = Decimal(usdt_price)
     except InvalidOperation:
@@ -80,13 +96,39 @@ def devchain(
         port=port,
         block_time_ms=block_time_ms or None,
         binance=FakeBinance(price=price),
-        stripe=FakeStripe(),
+        stripe=FakeStripe(secret_key=settings.providers.stripe.secret_key or None),
+        acidpanel=_acidpanel(settings, webhooks_to),
+        kazawallet=_kazawallet(settings, webhooks_to),
         api_key=api_key,
     )
     try:
         run(_serve(server, as_json))
     except KeyboardInterrupt:
         pass
+
+
+def _acidpanel(settings: Settings, webhooks_to: str | None) -> FakeAcidPanel:
+    """The AcidPanel stand-in, taking the credentials the daemon is configured with."""
+    ours = settings.providers.acidpanel
+    return FakeAcidPanel(
+        api_key=ours.api_key or "ak_devchain",
+        secret_key=ours.secret_key or "sk_devchain",
+        credential_key=ours.credential_key or "site-devchain",
+        callback_url=f"{webhooks_to.rstrip('/')}/providers/acidpanel/webhook"
+        if webhooks_to
+        else None,
+    )
+
+
+def _kazawallet(settings: Settings, webhooks_to: str | None) -> FakeKazawallet:
+    ours = settings.providers.kazawallet
+    return FakeKazawallet(
+        api_key=ours.api_key or "kz_devchain",
+        api_secret=ours.api_secret or "kz_secret_devchain",
+        webhook_url=f"{webhooks_to.rstrip('/')}/providers/kazawallet/webhook"
+        if webhooks_to
+        else None,
+    )
 
 
 async def _serve(server: DevChainServer, as_json: bool) -> None:
@@ -105,6 +147,8 @@ def _announce(server: DevChainServer, as_json: bool) -> None:
         "url": server.url,
         "binanceUrl": server.url,
         "stripeApiBase": server.url,
+        "acidpanelBaseUrl": f"{server.url}/api/provider",
+        "kazawalletBaseUrl": f"{server.url}/wallet",
         "usdtContract": chain.usdt_contract,
         "head": chain.head_number,
         "solidifyLag": chain.solidify_lag,
@@ -117,4 +161,7 @@ def _announce(server: DevChainServer, as_json: bool) -> None:
     out.print(f"  USDT contract  {chain.usdt_contract}")
     out.print(f"  head block     {chain.head_number} (solidified {chain.solid_number})")
     out.print(f"  Binance        {server.url}/api/v3/ticker/price?symbol=USDTTRY")
+    out.print(f"  Stripe         {server.url}  (api_base)")
+    out.print(f"  AcidPanel      {server.url}/api/provider  (base_url)")
+    out.print(f"  Kazawallet     {server.url}/wallet  (base_url)")
     out.print(f"  control        {server.url}/_dev/state  (Ctrl-C stops)")

@@ -71,9 +71,14 @@ def _print(results: list[Checked]) -> None:
     if not results:
         out.print("no card, bank or wallet provider is configured ([providers] is empty)")
         return
+    name_width = max(len(r.name) for r in results) + 2
+    methods_width = max(len(", ".join(r.methods)) for r in results) + 2
     for r in results:
         mark = ("ok", "green") if r.ok else ("FAILED", "red")
         if not r.checked:
             mark = ("not checked", "yellow")
         methods = ", ".join(r.methods)
-        out.print(styled((f"{r.name:<13}", "bold"), f"{methods:<18}", mark, f"  {r.detail}"))
+        line = styled(
+            (r.name.ljust(name_width), "bold"), methods.ljust(methods_width), mark, f"  {r.detail}"
+        )
+        out.print(line, soft_wrap=True)

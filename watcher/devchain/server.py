@@ -1,7 +1,8 @@
 """DevChainServer: the DevChain over real HTTP on loopback (Starlette, served by uvicorn).
 
 Serves java-tron's /wallet/ and /walletsolidity/ API (`api.py`), the control API under
-/_dev/ (`control.py`) and, when given, a FakeBinance's and a FakeStripe's routes. With
+/_dev/ (`control.py`) and, when given, the routes of the fake Binance, Stripe, AcidPanel and
+Kazawallet (the provider stand-ins of watcher.devchain.{stripe,acidpanel,kazawallet}). With
 `block_time_ms` it mines a block on that timer. Run it in the caller's event loop
 (`await start()` / `await stop()`, or `async with`), or on its own thread for synchronous
 code (`start_in_thread()` / `stop_in_thread()`, or `with`).
@@ -28,11 +29,13 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from watcher.devchain import faults
+from watcher.devchain.acidpanel import FakeAcidPanel
 from watcher.devchain.api import NodeApi, ParamError, error_body, parse_body
 from watcher.devchain.binance import FakeBinance
 from watcher.devchain.chain import DevChain
 from watcher.devchain.control import ControlApi
 from watcher.devchain.faults import Fault, FaultKind
+from watcher.devchain.kazawallet import FakeKazawallet
 from watcher.devchain.stripe import FakeStripe
 
 API_KEY_HEADER = "tron-pro-api-key"
@@ -51,6 +54,8 @@ class DevChainServer:
         block_time_ms: int | None = None,
         binance: FakeBinance | None = None,
         stripe: FakeStripe | None = None,
+        acidpanel: FakeAcidPanel | None = None,
+        kazawallet: FakeKazawallet | None = None,
         api_key: str | None = None,
     ) -> None:
         self.chain = chain
@@ -59,6 +64,8 @@ class DevChainServer:
         self.block_time_ms = block_time_ms
         self.binance = binance
         self.stripe = stripe
+        self.acidpanel = acidpanel
+        self.kazawallet = kazawallet
         self.api_key = api_key
         self.url = ""
         self.requests: list[tuple[str, dict[str, str]]] = []
@@ -97,8 +104,9 @@ class DevChainServer:
             await asyncio.sleep(0.005)
         port = self._server.servers[0].sockets[0].getsockname()[1]
         self.url = f"http://{self.host}:{port}"
-        if self.stripe is not None and not self.stripe.base_url:
-            self.stripe.base_url = self.url  # where its sessions' payment pages are
+        for fake in self._providers():
+            if not fake.base_url:
+                fake.base_url = self.url  # where its payment pages are said to be
         if self.block_time_ms:
             self._miner = asyncio.create_task(self._mine_forever(self.block_time_ms / 1000))
         log.info("devchain.started", url=self.url, head=self.chain.head_number)
@@ -112,8 +120,8 @@ class DevChainServer:
             self._closing.set()
         if self.binance is not None:
             self.binance.unblock()
-        if self.stripe is not None:
-            self.stripe.unblock()
+        for fake in self._providers():
+            fake.unblock()
         if self._server is not None and self._serving is not None:
             self._server.should_exit = True
             await self._serving
@@ -194,9 +202,12 @@ class DevChainServer:
         routes += ControlApi(self.chain).routes()
         if self.binance is not None:
             routes += self.binance.routes()
-        if self.stripe is not None:
-            routes += self.stripe.routes()
+        for fake in self._providers():
+            routes += fake.routes()
         return Starlette(routes=routes)
+
+    def _providers(self) -> list[FakeStripe | FakeAcidPanel | FakeKazawallet]:
+        return [f for f in (self.stripe, self.acidpanel, self.kazawallet) if f is not None]
 
     async def _chain_request(self, request: Request) -> Response:
         path = request.url.path

@@ -237,6 +237,8 @@ async def _change(
     _remember_refs(payment, report)
     if paid is not None:
         payment.paid_kurus = to_kurus(paid)
+    if change.status == FAILED and previous == COMPLETED:
+        payment.paid_kurus = None  # reversed: nothing is held as paid any more
     if change.late:
         payment.late = True
     else:
