@@ -5,9 +5,12 @@ SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from pydantic import ValidationError
@@ -17,8 +20,9 @@ from tests.support.providers import ProviderHarness, provider_harness
 from tests.support.servers import serve_asgi
 from watcher import jsonio
 from watcher.callbacks.receiver import CallbackReceiver
-from watcher.config import Settings
+from watcher.config import LogSettings, Settings
 from watcher.db.models import PaymentReport
+from watcher.logs import configure_logging
 
 TOKEN = "bt_9f3c1d2e7a6b5c4d3e2f1a0b"
 IBAN = "TR33 0006 1005 1978 6457 8413 26"
@@ -157,6 +161,32 @@ async def test_a_wrong_or_missing_token_is_refused_and_changes_nothing(
     assert (await bank.status(txn))["status"] == "pending"
     async with bank.services.sessions() as s:
         assert (await s.execute(select(PaymentReport))).first() is None
+
+
+async def test_the_webhook_token_in_the_path_never_reaches_the_log(bank: ProviderHarness) -> None:
+    """The token is the bank service's only credential: a sender that hangs up mid-body
+    (or any error answered at that path) is logged by route, never by the path it came to."""
+    buf = io.StringIO()
+    configure_logging(LogSettings(level="DEBUG", json_logs=True), stream=buf)
+    try:
+        where = urlsplit(bank.url)
+        reader, writer = await asyncio.open_connection(where.hostname, where.port)
+        writer.write(
+            f"POST /providers/banktransfer/webhook/{TOKEN} HTTP/1.1\r\nhost: x\r\n".encode()
+            + b'content-type: application/json\r\ncontent-length: 5000\r\n\r\n{"amount": 1'
+        )
+        await writer.drain()
+        await asyncio.sleep(0.3)  # the body is being read
+        writer.close()
+        await writer.wait_closed()
+        del reader
+        await asyncio.sleep(0.3)
+    finally:
+        configure_logging(LogSettings(level="WARNING", json_logs=False))
+    logged = buf.getvalue()
+    assert "api.client_disconnected" in logged
+    assert TOKEN not in logged, logged
+    assert "/providers/{name}/webhook/{token}" in logged
 
 
 @pytest.mark.parametrize(("allowed", "accepted"), [(["10.1.2.0/24"], False), (["127.0.0.1"], True)])

@@ -5,6 +5,7 @@ module starts and stops."""
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
@@ -15,14 +16,18 @@ from starlette.applications import Starlette
 
 from tests.integration.chainkit import LAG, USDT_10, rig
 from tests.integration.conftest import api_settings
+from tests.integration.test_banktransfer import JSON, TOKEN, bank_settings, deposit
 from tests.support.pgcluster import PgCluster
+from tests.support.providers import provider_harness
 from tests.support.servers import serve_asgi
 from watcher.api.app import create_app
 from watcher.clock import now_ms
+from watcher.config import LogSettings
 from watcher.db.engine import create_engine, session_factory
 from watcher.db.migrate import upgrade
 from watcher.db.models import ChainCursor
 from watcher.devchain.binance import FakeBinance
+from watcher.logs import configure_logging
 from watcher.merchants import create_merchant
 from watcher.services import build_services
 
@@ -94,6 +99,38 @@ async def test_api_answers_503_with_retry_after_while_the_database_is_down(
     assert again.status_code == 200, again.text
     status = await http.get("/api/payment/status", params={"transactionId": txn})
     assert status.status_code == 200
+
+
+async def test_a_provider_webhook_is_never_acknowledged_while_the_database_is_down(
+    cluster: PgCluster,
+) -> None:
+    """A webhook answered 200 is one the provider never sends again: while the database is
+    down it gets 503 (the provider retries), and the log names the route, not the secret
+    token in the path."""
+    url = await _fresh_database(cluster, "webhooks")
+    async with provider_harness(url, providers=bank_settings()) as bank:
+        txn = (await bank.pay("bank")).json()["transactionId"]
+        buf = io.StringIO()
+        configure_logging(LogSettings(level="DEBUG", json_logs=True), stream=buf)
+        cluster.stop()
+        try:
+            down = await bank.webhook("banktransfer", deposit(txn, "successful"), JSON, TOKEN)
+            cancel = await bank.http.post(
+                f"{bank.url}/api/payment/{txn}/cancel", headers=bank.headers()
+            )
+            page = await bank.http.get(f"{bank.url}/pay/{txn}")
+        finally:
+            configure_logging(LogSettings(level="WARNING", json_logs=False))
+            cluster.start()
+        for answer in (down, cancel, page):
+            assert answer.status_code == 503, answer.text
+            assert int(answer.headers["Retry-After"]) >= 1
+        assert "api.database_unavailable" in buf.getvalue()
+        assert TOKEN not in buf.getvalue(), buf.getvalue()
+
+        again = await bank.webhook("banktransfer", deposit(txn, "successful"), JSON, TOKEN)
+        assert (again.status_code, again.json()) == (200, {"received": True})
+        assert (await bank.status(txn))["status"] == "completed"
 
 
 async def test_follower_and_expirer_wait_out_a_database_outage(cluster: PgCluster) -> None:

@@ -57,7 +57,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ClientDisconnect)
     async def _gone(request: Request, _: ClientDisconnect) -> Response:
         # The client hung up before sending its whole body: nothing to answer, nothing wrong.
-        log.info("api.client_disconnected", path=request.url.path)
+        log.info("api.client_disconnected", route=route_of(request))
         return Response(status_code=400)
 
     @app.exception_handler(DBAPIError)
@@ -67,7 +67,7 @@ def install(app: FastAPI) -> None:
         if not transient_db_error(exc):
             return _server_error(request)
         log.warning(
-            "api.database_unavailable", path=request.url.path, error=str(exc).splitlines()[0]
+            "api.database_unavailable", route=route_of(request), error=str(exc).splitlines()[0]
         )
         err = DatabaseDown()
         return error_response(err.status, err.code, err.message, err.headers)
@@ -77,7 +77,14 @@ def install(app: FastAPI) -> None:
         return _server_error(request)
 
 
+def route_of(request: Request) -> str:
+    """The route template (`/pay/{payment_id}`), never the path itself: a path can carry a
+    credential (the bank service's webhook token) and is the client's to fill."""
+    route = getattr(request.scope.get("route"), "path", None)
+    return route if isinstance(route, str) else "unmatched"
+
+
 def _server_error(request: Request) -> JSONResponse:
-    log.exception("unhandled_error", path=request.url.path)
+    log.exception("unhandled_error", route=route_of(request))
     err = ServerError()
     return error_response(err.status, err.code, err.message)
