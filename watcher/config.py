@@ -22,6 +22,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from watcher.redact import redact_db_url, redact_url
+
 MAINNET_USDT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 ENV_PREFIX = "WATCHER_"
 # Read outside the settings model: the config file's path and the master key (watcher.secrets).
@@ -63,7 +65,7 @@ class DatabaseSettings(_Section):
         if wanted is None:
             raise ValueError("only SQLite (sqlite+aiosqlite://…) and PostgreSQL are supported")
         if url.drivername != wanted:
-            fixed = url.set(drivername=wanted).render_as_string(hide_password=True)
+            fixed = redact_db_url(url.set(drivername=wanted).render_as_string(False))
             raise ValueError(f"use the async driver: {fixed}")
         return v
 
@@ -98,7 +100,7 @@ class TronSettings(_Section):
             raise ValueError("at least one endpoint is required")
         for url in v:
             if not url.startswith(("http://", "https://")):
-                raise ValueError(f"endpoint {url!r} is not an http(s) URL")
+                raise ValueError(f"endpoint {redact_url(url)!r} is not an http(s) URL")
         return [u.rstrip("/") for u in v]
 
 
@@ -444,8 +446,7 @@ def _shown(key: str, value: Any) -> Any:
     if any(word in name for word in ("key", "secret", "password", "token")):
         return "***"
     if isinstance(value, str) and "://" in value:
-        try:
-            return make_url(value).render_as_string(hide_password=True)
-        except ArgumentError:
-            return value
+        if key.startswith("tron.endpoints"):
+            return redact_url(value)
+        return redact_db_url(value)
     return value

@@ -113,3 +113,29 @@ def test_sqlite_files_are_created_private_under_a_umask_of_022(tmp_path: Path) -
 
     modes = asyncio.run(open_and_look())
     assert modes == {"other.db": "0o600", "other.db-wal": "0o600", "other.db-shm": "0o600"}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # asyncpg takes the password from the query string as well as from the userinfo.
+        "postgresql+asyncpg://watcher@127.0.0.1:9/shop?password=hunter2",
+        "postgresql+psycopg://watcher:hunter2@127.0.0.1:9/shop?sslpassword=hunter2",
+    ],
+)
+def test_database_errors_show_the_url_without_its_password(tmp_path: Path, url: str) -> None:
+    cfg = tmp_path / "w.toml"
+    cfg.write_text(f'[database]\nurl = "{url}"\n')
+    shown = CliRunner().invoke(app, ["--config", str(cfg), "payments", "list"])
+    assert shown.exit_code == 1
+    assert "error:" in shown.stderr and "database.url" in shown.stderr
+    assert "hunter2" not in shown.stdout + shown.stderr, shown.stderr
+
+
+def test_a_misspelt_node_url_is_refused_without_its_credentials(tmp_path: Path) -> None:
+    cfg = tmp_path / "w.toml"
+    cfg.write_text('[tron]\nendpoints = ["htps://watcher:hunter2@node.example/tok3n-Secret"]\n')
+    shown = CliRunner().invoke(app, ["--config", str(cfg), "payments", "list"])
+    assert shown.exit_code == 1
+    assert "tron.endpoints" in shown.stderr and "node.example" in shown.stderr
+    _clean(shown.stdout + shown.stderr)

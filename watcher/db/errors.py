@@ -19,6 +19,8 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
+from watcher.redact import redact_db_url
+
 # SQLSTATE classes worth retrying: connection exception, transaction rollback (deadlock,
 # serialization failure), insufficient resources, operator intervention (server restart).
 TRANSIENT_SQLSTATES = ("08", "40", "53", "57P")
@@ -56,7 +58,7 @@ class DatabaseUnavailable(OperationalError):
 
 
 def shown_url(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
+    return redact_db_url(url)
 
 
 def unavailable(url: str, why: str, orig: BaseException | None = None) -> DatabaseUnavailable:
