@@ -15,8 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 from typer.testing import CliRunner
 
+from tests.support.servers import serve_asgi
 from watcher.cli import app
 from watcher.config import LogSettings, TronSettings
 from watcher.db.engine import create_engine
@@ -139,3 +141,18 @@ def test_a_misspelt_node_url_is_refused_without_its_credentials(tmp_path: Path) 
     assert shown.exit_code == 1
     assert "tron.endpoints" in shown.stderr and "node.example" in shown.stderr
     _clean(shown.stdout + shown.stderr)
+
+
+async def test_a_node_api_key_with_a_stray_space_is_never_echoed(logs: io.StringIO) -> None:
+    """A key pasted with a trailing space cannot go into a header: the HTTP library's error
+    quotes the header value, and that text went to the log and `chain status` on every poll."""
+    key = "5b1c9e2a-4d3f-4e8a-9c7b-2f6d0e1a3b4c"
+    async with serve_asgi(Starlette()) as url, httpx.AsyncClient() as http:
+        settings = TronSettings(endpoints=[url], api_key=key + " ")
+        client = TronClient(settings, http, rounds=1)
+        with pytest.raises(NodeError) as raised:
+            await client.head()
+        (probed,) = await client.probe()
+    assert "tron.api_key" in str(raised.value)
+    for text in (str(raised.value), str(probed["error"]), logs.getvalue()):
+        assert key not in text, text

@@ -239,6 +239,13 @@ class TronClient:
             )
         except httpx.TimeoutException as exc:
             raise NodeError(f"timed out after {self._settings.request_timeout_s}s") from exc
+        except httpx.LocalProtocolError:
+            # Our own request is malformed; the library's message quotes the offending header
+            # value, which can only be the API key.
+            raise NodeError(
+                "the request cannot be sent: a header value is not valid HTTP (is there a "
+                "space or line break in tron.api_key?)"
+            ) from None  # the cause's text holds the key too
         except httpx.HTTPError as exc:
             raise NodeError(f"{type(exc).__name__}: {exc}") from exc
         if resp.status_code in (404, 405):
