@@ -15,6 +15,7 @@ from tests.support.cards import CardHarness, card_harness
 from tests.support.servers import serve_asgi
 from watcher.callbacks.receiver import CallbackReceiver
 from watcher.db.models import PaymentReport
+from watcher.providers.reconcile import ProviderReconciler
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ async def test_a_payment_link_session_naming_our_id_does_not_pay_the_payment(
             "currency": "try",
             "metadata": {},
             "payment_intent": "pi_link",
-            "livemode": False,
+            "livemode": True,
         },
     )
     assert (await cards.webhook(link)).status_code == 200
@@ -94,3 +95,28 @@ async def test_a_session_paid_for_less_or_in_another_currency_never_completes_th
     else:
         assert status["provider"]["paidAmount"] is None
         assert payload["details"]["paidCurrency"] == "USD"
+
+
+async def test_a_stripe_test_mode_event_never_pays_a_live_payment(cards: CardHarness) -> None:
+    """Card payments of live keys are real money; Stripe's test mode takes none (4242… pays
+    anything there). A daemon given a Stripe test key by mistake, or a test-mode event
+    signed by a shared secret, must not complete a live payment."""
+    created = await cards.card()
+    txn, sid = created.json()["transactionId"], cards.session_of(created)
+    event = cards.stripe.complete(sid)
+    event["livemode"] = False
+    event["data"]["object"]["livemode"] = False
+    assert (await cards.webhook(event)).status_code == 200
+    status = await cards.status(txn)
+    assert (status["status"], status["livemode"]) == ("pending", True), status
+    cards.stripe.sessions[sid]["livemode"] = False  # and Stripe, asked, says the same
+    assert await _reconciler(cards, later_s=301).step() == 1
+    assert (await cards.status(txn))["status"] == "pending"
+
+
+def _reconciler(cards: CardHarness, *, later_s: int) -> ProviderReconciler:
+    s = cards.services
+    start = s.clock()
+    return ProviderReconciler(
+        s.settings, s.sessions, s.providers, s.payments, lambda: start + later_s * 1000
+    )

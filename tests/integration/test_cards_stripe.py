@@ -168,6 +168,7 @@ async def test_unknown_payments_and_event_types_are_answered_and_kept(cards: Car
             "id": "cs_test_elsewhere",
             "client_reference_id": "txn_" + "0" * 32,
             "payment_status": "paid",
+            "livemode": True,
         },
     )
     assert (await cards.webhook(stranger)).json() == {"received": True}

@@ -24,7 +24,7 @@ from watcher.devchain import stripe as fake_stripe
 from watcher.devchain.stripe import FakeStripe
 
 WATCHER = str(Path(sys.executable).with_name("watcher"))
-STRIPE_KEY = "sk_test_51CheckTheLocalStripe"
+STRIPE_KEY = "sk_live_51CheckTheLocalStripe"  # the local fake's
 
 
 @pytest.fixture
@@ -150,3 +150,18 @@ async def test_wrong_credentials_fail_the_check_without_printing_secrets(
         ACID_CREDENTIAL_KEY,
     ):
         assert secret not in out + err
+
+
+async def test_a_stripe_test_key_is_called_out(tmp_path: Path) -> None:
+    """Live card payments never complete in Stripe's test mode: the check says so."""
+    test_key = "sk_test_51CheckTheLocalStripe"
+    async with (
+        fake_stripe.serve(FakeStripe(secret_key=test_key)) as stripe_url,
+        fake_acidpanel.serve(fake_acid()) as acid_url,
+    ):
+        cfg = _config(tmp_path / "watcher.toml", stripe_url, acid_url, stripe_key=test_key)
+        code, out, err = await _check(cfg, "--json")
+    assert code == 0  # it works; it just takes no money
+    [stripe_row] = [p for p in json.loads(out)["providers"] if p["name"] == "stripe"]
+    assert "test-mode key" in stripe_row["detail"] and "never complete" in stripe_row["detail"]
+    assert test_key not in out + err

@@ -15,7 +15,8 @@ from watcher.callbacks.delivery import DeliveryWorker
 from watcher.devchain import stripe as fake_stripe
 from watcher.devchain.stripe import FakeStripe
 
-SECRET_KEY = "sk_test_51FakeKeyForTheLocalStripe"
+# A live-mode key (for the local fake only): live payments are only ever paid in live mode.
+SECRET_KEY = "sk_live_51FakeKeyForTheLocalStripe"
 WEBHOOK_SECRET = "whsec_local_fake_stripe_secret"
 
 

@@ -33,6 +33,7 @@ def _session(**fields: object) -> dict[str, object]:
         "object": "checkout.session",
         "client_reference_id": "txn_1",
         "metadata": {"transactionId": "txn_1", "externalRef": "ORD-1"},  # as start() writes it
+        "livemode": True,  # the adapter takes live payments only
         "amount_total": 123456,
         "currency": "try",
         "payment_intent": "pi_1",
@@ -80,7 +81,13 @@ def test_event_types_map_as_the_table_says(
 
 def test_a_full_refund_refunds_and_a_partial_one_is_only_noted(adapter: StripeProvider) -> None:
     fake = FakeStripe()
-    charge = {"id": "ch_1", "payment_intent": "pi_1", "refunded": True, "metadata": {}}
+    charge = {
+        "id": "ch_1",
+        "payment_intent": "pi_1",
+        "refunded": True,
+        "metadata": {},
+        "livemode": True,
+    }
     [full] = adapter.parse(_inbound(*fake.signed(fake.event("charge.refunded", charge), SECRET)))
     assert (full.outcome, full.reference, full.transaction_id) == ("refunded", "pi_1", None)
     partial = {**charge, "refunded": False, "metadata": {"transactionId": "txn_1"}}
@@ -122,3 +129,11 @@ def test_stripe_form_encoding_decodes_to_what_was_sent() -> None:
         ],
         "metadata": {"transactionId": "txn_1"},
     }
+
+
+def test_test_mode_events_pay_nothing(adapter: StripeProvider) -> None:
+    """Every payment the adapter takes is live; Stripe's test mode takes no money."""
+    fake = FakeStripe()
+    event = fake.event("checkout.session.completed", _session(livemode=False))
+    [report] = adapter.parse(_inbound(*fake.signed(event, SECRET)))
+    assert (report.outcome, report.reason) == (None, "test_mode")

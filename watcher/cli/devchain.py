@@ -59,9 +59,10 @@ def devchain(
     Pay an address: POST /_dev/transfer {"to": ADDRESS, "amount": MICRO_USDT}.
 
     It also stands in for Stripe's Checkout API: point [providers.stripe] api_base at the
-    URL (a secret_key configured there is the only one it takes); POST
-    /_dev/stripe/SESSION/complete (or expire, refund) answers with the event Stripe would
-    send, to sign with the webhook secret and post to the daemon.
+    URL (a secret_key configured there is the only one it takes; as at Stripe, a test key,
+    sk_test_, makes test-mode sessions, which never pay a live payment: use an sk_live_ one);
+    POST /_dev/stripe/SESSION/complete (or expire, refund) answers with the event Stripe
+    would send, to sign with the webhook secret and post to the daemon.
 
     And for AcidPanel (base_url URL/api/provider) and Kazawallet (base_url URL/wallet), with
     the credentials of the config's [providers.acidpanel] and [providers.kazawallet]: POST

@@ -5,7 +5,8 @@ Requests come form-encoded as the `stripe` package sends them (`line_items[0][pr
 are JSON in Stripe's shapes (`checkout.session` objects, `{"error": {…}}` with the HTTP
 status Stripe uses). What the payer would do on Stripe's page is done by `complete()`,
 `expire()` or `refund()`, which change the session and return the webhook event Stripe
-would send; `signed()` signs an event the way Stripe signs webhooks (`Stripe-Signature: t=…,
+would send (in live mode when the session was made with a live key, `sk_live_…`, as at
+Stripe); `signed()` signs an event the way Stripe signs webhooks (`Stripe-Signature: t=…,
 v1=HMAC-SHA256(secret, "t.body")`).
 
     ok       normal answers
@@ -39,6 +40,7 @@ from starlette.routing import BaseRoute, Route
 from watcher.api.serving import serve_asgi
 
 Mode = Literal["ok", "down", "error", "refuse", "slow"]
+LIVE_KEY_PREFIXES = ("sk_live_", "rk_live_")
 
 
 def decode_form(body: bytes) -> dict[str, Any]:
@@ -131,6 +133,7 @@ class FakeStripe:
             "currency": session["currency"],
             "paid": True,
             "refunded": True,
+            "livemode": session["livemode"],
             "payment_intent": session["payment_intent"],
             # PaymentIntent metadata, which Stripe copies to the charge it creates
             "metadata": dict(session.get("payment_intent_metadata") or {}),
@@ -144,7 +147,7 @@ class FakeStripe:
             "object": "event",
             "api_version": "2025-01-27.acacia",
             "created": int(time.time()),
-            "livemode": False,
+            "livemode": obj.get("livemode") is True,  # events share their object's mode
             "pending_webhooks": 1,
             "type": kind,
             "data": {"object": public},
@@ -174,7 +177,8 @@ class FakeStripe:
         problem = _check(form)
         if problem is not None:
             return _error(400, "invalid_request_error", problem)
-        session = self._new_session(form)
+        bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
+        session = self._new_session(form, bearer)
         self.sessions[session["id"]] = session
         public = _public(session)
         if key:
@@ -232,8 +236,10 @@ class FakeStripe:
         text = f"Stripe Checkout stand-in for {sid}: POST /_dev/stripe/{sid}/complete to pay."
         return Response(text, media_type="text/plain")
 
-    def _new_session(self, form: dict[str, Any]) -> dict[str, Any]:
-        sid = "cs_test_" + secrets.token_hex(16)
+    def _new_session(self, form: dict[str, Any], key: str) -> dict[str, Any]:
+        # As Stripe does: the secret key's mode is the session's (sk_live_/rk_live_: live).
+        live = key.startswith(LIVE_KEY_PREFIXES)
+        sid = ("cs_live_" if live else "cs_test_") + secrets.token_hex(16)
         item = form["line_items"][0]
         amount = int(item["price_data"]["unit_amount"]) * int(item.get("quantity", "1"))
         return {
@@ -251,7 +257,7 @@ class FakeStripe:
             "expires_at": int(form["expires_at"]),
             "metadata": form.get("metadata", {}),
             "payment_intent": None,
-            "livemode": False,
+            "livemode": live,
             "url": f"{self.base_url}/c/pay/{sid}",
             "payment_intent_metadata": (form.get("payment_intent_data") or {}).get("metadata"),
         }

@@ -6,6 +6,10 @@
 - parse: `Stripe-Signature` checked by the package (HMAC-SHA256 of `t.body`, 5 minutes'
   tolerance), then the event type looked up in EVENTS; other types are answered and ignored.
 - fetch: the session as Stripe has it now, for a webhook that never came.
+
+Every payment this adapter takes is a live one (test-mode payments go to the sandbox), so
+only live-mode Stripe objects count: a test-mode event or session (`livemode: false`) takes
+no money, and with a test key by mistake anyone could "pay" with 4242 4242 4242 4242.
 - check: list one checkout session (the read `fetch` needs), so a wrong or restricted key
   shows before a payer meets it.
 
@@ -21,6 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 import stripe
+import structlog
 from stripe.params.checkout import SessionCreateParams
 
 from watcher.config import StripeSettings
@@ -36,7 +41,11 @@ from watcher.payments.outcomes import (
 )
 from watcher.providers.base import Inbound, Order, Started, Tracked, WebhookRejected
 
+log = structlog.get_logger("watcher.providers.stripe")
+
 NAME = "stripe"
+TEST_KEY_PREFIXES = ("sk_test_", "rk_test_")
+TEST_MODE = "test_mode"  # the reason kept on a test-mode report, which changes nothing
 TOLERANCE_S = 300
 SIGNATURE_HEADER = "stripe-signature"
 
@@ -89,6 +98,13 @@ class StripeProvider:
 
     def __init__(self, settings: StripeSettings, public_url: str) -> None:
         self._webhook_secret = settings.webhook_secret
+        self._test_key = settings.secret_key.startswith(TEST_KEY_PREFIXES)
+        if self._test_key:
+            log.warning(
+                "stripe.test_mode_key",
+                message="providers.stripe.secret_key is a Stripe test-mode key: card payments "
+                "of live API keys will never complete (test-mode Stripe takes no money)",
+            )
         self._public_url = public_url
         self._http = _HTTPXClient(timeout=settings.timeout_s)
         self._client = stripe.StripeClient(
@@ -149,6 +165,8 @@ class StripeProvider:
         except stripe.StripeError as exc:
             raise ProviderError(_failure("could not read a checkout session", exc)) from exc
         data = session.to_dict()
+        if data.get("livemode") is not True:
+            return None  # a test-mode session is no payment; the deadline closes it
         outcome = SESSION_STATUS.get(str(data.get("status")))
         if data.get("status") == "complete":
             outcome = _session_completed(data)
@@ -169,6 +187,11 @@ class StripeProvider:
             await self._client.v1.checkout.sessions.list_async({"limit": 1})
         except stripe.StripeError as exc:
             raise ProviderError(_failure("refused the credentials", exc)) from exc
+        if self._test_key:
+            return (
+                "the secret key can read checkout sessions, but it is a test-mode key: "
+                "card payments of live API keys will never complete"
+            )
         return "the secret key can read checkout sessions"
 
     async def close(self) -> None:
@@ -183,6 +206,9 @@ def _report(event: Any) -> Report:
     if not isinstance(event, dict) or not isinstance(event.get("id"), str):
         raise WebhookRejected("the body is not a Stripe event")
     kind = str(event.get("type", ""))
+    if event.get("livemode") is not True and kind in EVENTS:
+        log.warning("stripe.test_mode_event", event_id=event["id"], event_type=kind)
+        return Report(key=event["id"], type=kind, outcome=None, reason=TEST_MODE)
     data = event.get("data")
     obj = data.get("object") if isinstance(data, dict) else None
     if not isinstance(obj, dict) or kind not in EVENTS:
