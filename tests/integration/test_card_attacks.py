@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -120,3 +121,43 @@ def _reconciler(cards: CardHarness, *, later_s: int) -> ProviderReconciler:
     return ProviderReconciler(
         s.settings, s.sessions, s.providers, s.payments, lambda: start + later_s * 1000
     )
+
+
+async def _cancel(cards: CardHarness, txn: str) -> httpx.Response:
+    return await cards.http.post(f"{cards.url}/api/payment/{txn}/cancel", headers=cards.headers())
+
+
+async def test_a_card_payment_paid_before_the_cancel_completes_instead(
+    cards: CardHarness,
+) -> None:
+    """The payer paid on Stripe; its webhook is still on its way when the merchant cancels.
+    Cancelling would leave a paid order 'cancelled' (and the money a 'late' surprise): the
+    session cannot be expired any more, Stripe says it is paid, so the payment completes and
+    the cancel is refused."""
+    created = await cards.card()
+    txn, sid = created.json()["transactionId"], cards.session_of(created)
+    cards.stripe.complete(sid)  # paid; the webhook has not come yet
+    resp = await _cancel(cards, txn)
+    assert resp.status_code == 409, resp.text
+    assert resp.json()["error"]["code"] == "INVALID_STATE"
+    status = await cards.status(txn)
+    assert status["status"] == "completed" and status["provider"]["paidAmount"] == 1000
+
+
+async def test_a_card_payment_is_not_cancelled_while_stripe_cannot_close_its_session(
+    cards: CardHarness,
+) -> None:
+    """A 'cancelled' payment whose session is still open can still be paid: while Stripe
+    cannot be reached the cancel is 502 and the payment stays as it was, for a retry."""
+    created = await cards.card()
+    txn, sid = created.json()["transactionId"], cards.session_of(created)
+    cards.stripe.mode = "down"
+    resp = await _cancel(cards, txn)
+    assert resp.status_code == 502, resp.text
+    assert resp.json()["error"]["code"] == "PROVIDER_ERROR"
+    assert (await cards.status(txn))["status"] == "pending"
+    assert cards.stripe.sessions[sid]["status"] == "open"
+    cards.stripe.mode = "ok"
+    again = await _cancel(cards, txn)
+    assert again.status_code == 200 and again.json()["transaction"]["status"] == "cancelled"
+    assert cards.stripe.sessions[sid]["status"] == "expired"

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from watcher.db.models import Payment
 from watcher.merchants import AuthedKey
+from watcher.payments.outcomes import Report
 from watcher.payments.request import CreateRequest
 
 
@@ -62,9 +63,13 @@ class PaymentMethod(Protocol):
         a retry with the same externalRef starts afresh."""
         ...
 
-    async def cancelled(self, payment: Payment) -> None:
-        """After the merchant cancelled it: close it outside too, where that can be done
-        (best effort: money that still arrives is reported as late, never lost)."""
+    async def cancel_outside(self, payment: Payment) -> Report | None:
+        """Before the merchant's cancel is made: close the payment outside (expire a
+        provider's checkout session), so it cannot be paid there once it is cancelled.
+
+        None: closed, or nothing to close. A Report: it could not be closed because it moved
+        on outside meanwhile (paid, expired), which the service applies instead of the
+        cancel. ProviderError: it could not be closed now, so it is not cancelled."""
         ...
 
     def created(self, payment: Payment, public_url: str) -> dict[str, Any]:

@@ -258,32 +258,44 @@ class PaymentService:
             return None
 
     async def cancel(self, key: AuthedKey, txn_id: str) -> Payment:
+        """Cancel a pending payment that holds nothing. Its outside side is closed first (a
+        provider's checkout session expired), outside any transaction: a payment marked
+        cancelled while its page still takes money would be paid and cancelled at once."""
         if not _storable(txn_id):
             raise NotFound("no such transaction")
+        async with self._sessions() as session:
+            payment = await self._cancellable(session, key, txn_id)
+        method = self._methods.get(payment.provider)
+        if method is not None:
+            moved = await method.cancel_outside(payment)
+            if moved is not None:  # paid or expired outside meanwhile: that stands
+                await self.report(payment.provider_name or "", [moved])
         async with self._sessions() as session, session.begin():
-            payment = await session.get(Payment, txn_id, with_for_update=True)
-            if payment is None or (
-                payment.merchant_id != key.merchant_id or payment.sandbox != key.sandbox
-            ):
-                raise NotFound("no such transaction")
-            if payment.status != PENDING:
-                raise InvalidState(
-                    f"only a pending payment can be cancelled; it is {payment.status}"
-                )
-            method = self._methods.get(payment.provider)
-            held = await method.funds_held(session, payment) if method else None
-            if held:
-                raise InvalidState(
-                    f"the payment has received {held} and cannot be cancelled; let it complete "
-                    "or expire, and settle the funds with the payer"
-                )
+            payment = await self._cancellable(session, key, txn_id, lock=True)
             payment.status = CANCELLED
             block = await self.block(session, payment)
             await record_event(session, payment, "payment.cancelled", self._clock(), block=block)
         log.info("payment_cancelled", payment_id=txn_id, merchant_id=key.merchant_id)
+        return payment
+
+    async def _cancellable(
+        self, session: AsyncSession, key: AuthedKey, txn_id: str, *, lock: bool = False
+    ) -> Payment:
+        """The merchant's payment if it can be cancelled now; NotFound or InvalidState."""
+        payment = await session.get(Payment, txn_id, with_for_update=lock)
+        if payment is None or (
+            payment.merchant_id != key.merchant_id or payment.sandbox != key.sandbox
+        ):
+            raise NotFound("no such transaction")
+        if payment.status != PENDING:
+            raise InvalidState(f"only a pending payment can be cancelled; it is {payment.status}")
         method = self._methods.get(payment.provider)
-        if method is not None:
-            await method.cancelled(payment)
+        held = await method.funds_held(session, payment) if method else None
+        if held:
+            raise InvalidState(
+                f"the payment has received {held} and cannot be cancelled; let it complete "
+                "or expire, and settle the funds with the payer"
+            )
         return payment
 
 

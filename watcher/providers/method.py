@@ -22,8 +22,9 @@ from watcher.errors import ProviderError
 from watcher.merchants import AuthedKey
 from watcher.money import canonical, from_kurus, json_number
 from watcher.payments.methods import Block, Opener
+from watcher.payments.outcomes import Report
 from watcher.payments.request import CreateRequest
-from watcher.providers.base import Order, Provider
+from watcher.providers.base import Order, Provider, Tracked
 from watcher.rates.base import RateSource
 
 log = structlog.get_logger("watcher.providers")
@@ -73,10 +74,13 @@ class ProviderMethod:
         payment.provider_ref = started.reference
         payment.redirect_url = started.redirect_url
 
-    async def cancelled(self, payment: Payment) -> None:
+    async def cancel_outside(self, payment: Payment) -> Report | None:
+        """Close the provider's side first. When that fails the provider is asked where the
+        payment stands: paid or expired meanwhile, that is what happened (and the cancel is
+        refused); still open, the cancel waits (502) rather than leave a payable page."""
         adapter = self._adapters.get(payment.provider_name or "")
         if adapter is None or payment.provider_ref is None:
-            return
+            return None
         try:
             await adapter.cancel(payment.provider_ref)
         except ProviderError as exc:
@@ -86,6 +90,12 @@ class ProviderMethod:
                 provider=adapter.name,
                 error=exc.message,
             )
+            tracked = Tracked(payment.id, payment.provider_ref, payment.expires_ms, self.kind)
+            report = await adapter.fetch(tracked)
+            if report is None or report.outcome is None:
+                raise
+            return report
+        return None
 
     def order(self, payment: Payment) -> Order:
         metadata = jsonio.loads(payment.metadata_json or "{}")

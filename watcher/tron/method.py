@@ -21,6 +21,7 @@ from watcher.errors import InvalidAmount, ProviderError
 from watcher.merchants import AuthedKey
 from watcher.money import canonical, from_micro, json_number, to_micro, usdt_for_try
 from watcher.payments.methods import Opener
+from watcher.payments.outcomes import Report
 from watcher.payments.request import CreateRequest
 from watcher.rates.base import Quote, RateSource
 from watcher.tron import cursors
@@ -92,8 +93,8 @@ class CryptoMethod:
     async def start(self, payment: Payment) -> None:
         return None
 
-    async def cancelled(self, payment: Payment) -> None:
-        return None  # the address stays watched through its late window
+    async def cancel_outside(self, payment: Payment) -> Report | None:
+        return None  # nothing to close: the address stays watched through its late window
 
     def created(self, payment: Payment, public_url: str) -> dict[str, Any]:
         return {
