@@ -9,13 +9,14 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlmodel import col
 
 from tests.integration.conftest import ApiHarness
 from tests.support.cards import CardHarness, card_harness
 from tests.support.servers import serve_asgi
 from watcher.callbacks.receiver import CallbackReceiver
-from watcher.db.models import PaymentReport
+from watcher.db.models import Payment, PaymentReport
 from watcher.providers.reconcile import ProviderReconciler
 
 
@@ -161,3 +162,28 @@ async def test_a_card_payment_is_not_cancelled_while_stripe_cannot_close_its_ses
     again = await _cancel(cards, txn)
     assert again.status_code == 200 and again.json()["transaction"]["status"] == "cancelled"
     assert cards.stripe.sessions[sid]["status"] == "expired"
+
+
+async def test_a_payment_whose_start_never_finished_is_not_opened_after_it_closed(
+    cards: CardHarness,
+) -> None:
+    """The process died between storing a payment and opening its session (or the clean-up
+    after a failed start could not reach the database). Past its deadline the reconciler
+    expires it; a retry with its externalRef then gets that payment as it is, and no
+    provider is asked to open a payable page for a closed payment."""
+    created = await cards.card(externalRef="ORD-CRASH")
+    txn = created.json()["transactionId"]
+    async with cards.services.sessions() as s, s.begin():
+        await s.execute(
+            update(Payment)
+            .where(col(Payment.id) == txn)
+            .values(provider_ref=None, redirect_url=None)  # as if the start never came back
+        )
+    assert await _reconciler(cards, later_s=3600 + 121).step() == 1
+    assert (await cards.status(txn))["status"] == "expired"
+    asked = len(cards.stripe.requests)
+    retried = await cards.card(externalRef="ORD-CRASH")
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["transactionId"] == txn
+    assert retried.json()["redirectUrl"].endswith(f"/pay/{txn}")
+    assert len(cards.stripe.requests) == asked  # Stripe was not asked to open it

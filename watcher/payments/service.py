@@ -118,9 +118,13 @@ class PaymentService:
 
         A payment this request has just made is forgotten again when that fails, so a retry
         with the same externalRef starts afresh; one found as an earlier request's (which may
-        still be starting it) is retried, the provider's idempotency making that safe.
+        still be starting it) is retried, the provider's idempotency making that safe. One
+        that is closed or past its deadline is never opened: a payable page for it would take
+        money for nothing (its start never finished: a crash, or a clean-up that failed).
         """
         if method.started(payment):
+            return payment
+        if payment.status != PENDING or self._clock() >= payment.expires_ms:
             return payment
         try:
             await method.start(payment)  # network I/O, outside any transaction
