@@ -40,11 +40,22 @@ _LABEL = re.compile(r"[a-z0-9_-]{1,63}", re.IGNORECASE)
 # A last label that is a number: inet_aton reads `0x7f.1` or `2130706433` as an address.
 _NUMERIC_LABEL = re.compile(r"0x[0-9a-f]*|[0-9]+", re.IGNORECASE)
 
-# Global by `is_global`, yet no merchant's server: NAT64 prefixes (a translator on the path
-# maps them onto any IPv4 address, private ones included), IPv4-compatible addresses
-# (deprecated; some stacks still reach the IPv4 address inside) and the 6to4 relay anycast.
+# Global by `is_global` (Python 3.11's tables), yet no merchant's server: NAT64 prefixes and
+# IPv4-translated addresses (a translator on the path maps them onto any IPv4 address,
+# private ones included), IPv4-compatible addresses (deprecated; some stacks still reach the
+# IPv4 address inside), the 6to4 relay anycast, IETF protocol assignments, and site-local
+# addresses (deprecated, still routed inside the networks that use them).
 _REFUSED_NETWORKS = tuple(
-    ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96", "192.88.99.0/24")
+    ipaddress.ip_network(n)
+    for n in (
+        "64:ff9b::/96",
+        "64:ff9b:1::/48",
+        "::ffff:0:0:0/96",
+        "::/96",
+        "fec0::/10",
+        "192.88.99.0/24",
+        "192.0.0.0/24",
+    )
 )
 
 
