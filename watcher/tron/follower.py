@@ -63,6 +63,9 @@ log = structlog.get_logger("watcher.tron.follower")
 
 START_ATTEMPTS = 8
 NODE_BEHIND_LOG_EVERY_S = 60.0  # while the node's head is below `seen`, say so this often
+# ... once it has been below for this long: behind a load balancer a poll often reaches a node
+# a block or two behind the one that served the last block, which is no news.
+NODE_BEHIND_GRACE_S = 15.0
 
 
 def late_window_ms(settings: Settings) -> int:
@@ -142,7 +145,8 @@ class Follower:
         self._cur: Cursors | None = None
         self._heads_at = -math.inf
         self._noted_head: int | None = None  # the node head last written for /healthz
-        self._behind_logged_at: float | None = None  # set while the node is behind `seen`
+        self._behind_since: float | None = None  # clock seconds; set while the node is behind
+        self._behind_logged_at: float | None = None  # when that was last said
         self.failures = 0  # consecutive failed steps
 
     # -- the loop ----------------------------------------------------------------------
@@ -225,24 +229,30 @@ class Follower:
 
     def _say_if_waiting(self, head: int, seen: int) -> None:
         """A node whose head is below `seen` (restarted from an older state, a lagging one
-        behind a load balancer) leaves nothing to do: say why now and then, not silently."""
+        behind a load balancer) leaves nothing to do: once that lasts, say why now and then,
+        not silently."""
         if head >= seen:
             if self._behind_logged_at is not None:
                 log.info("follower.node_caught_up", node_head=head, seen=seen)
-                self._behind_logged_at = None
+            self._behind_since = self._behind_logged_at = None
             return
-        now = time.monotonic()
+        now_s = self._clock() / 1000
+        if self._behind_since is None:
+            self._behind_since = now_s
+        if now_s - self._behind_since < NODE_BEHIND_GRACE_S:
+            return
         if (
             self._behind_logged_at is None
-            or now - self._behind_logged_at >= NODE_BEHIND_LOG_EVERY_S
+            or now_s - self._behind_logged_at >= NODE_BEHIND_LOG_EVERY_S
         ):
             log.warning(
                 "follower.node_behind",
                 node_head=head,
                 seen=seen,
+                behind_s=round(now_s - self._behind_since),
                 reason=cursors.waiting_reason(head, seen),
             )
-            self._behind_logged_at = now
+            self._behind_logged_at = now_s
 
     # -- finalizing ----------------------------------------------------------------------
 
