@@ -163,3 +163,18 @@ async def test_sandbox_pay_pays_a_test_crypto_payment_and_refuses_a_live_one(
         assert await worker.run_once() == 1
     [completed] = receiver.verified()
     assert (completed["event"], completed["livemode"]) == ("payment.completed", False)
+
+
+async def test_the_three_d_secure_step_needs_the_three_d_secure_card(cards: CardHarness) -> None:
+    """Approving a 3-D Secure step nobody was asked for would pay a test payment without a
+    card: the step exists only after 4000 0025 0000 3155 was entered."""
+    txn = await _test_card_payment(cards, "ORD-3DS-SKIP")
+    skipped = await cards.http.post(
+        f"{cards.url}/sandbox/pay/{txn}/3ds", data={"decision": "approve"}
+    )
+    assert skipped.status_code == 303
+    assert (await cards.status(txn, cards.merchant.test_api_key))["status"] == "pending"
+    declined = await _test_card_payment(cards, "ORD-3DS-SKIP-2")
+    await _pay(cards, declined, "4000 0000 0000 0002")  # a declined card, then the step
+    await cards.http.post(f"{cards.url}/sandbox/pay/{declined}/3ds", data={"decision": "approve"})
+    assert (await cards.status(declined, cards.merchant.test_api_key))["status"] == "failed"

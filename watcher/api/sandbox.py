@@ -14,9 +14,12 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+from sqlmodel import col
 
 from watcher.api import i18n
 from watcher.api.provider_page import ProviderView, provider_view, render
+from watcher.db.models import PaymentReport
 from watcher.payments.outcomes import Report
 from watcher.payments.states import PENDING
 from watcher.providers import sandbox
@@ -55,6 +58,19 @@ async def _apply(request: Request, report: Report) -> None:
     await services.payments.report(sandbox.NAME, [report])
 
 
+async def _asked(request: Request, payment_id: str) -> bool:
+    """Whether the 3-D Secure card was entered for this payment (the step exists)."""
+    services: Services = request.app.state.services
+    key = sandbox.three_d_secure_key(payment_id)
+    async with services.sessions() as session:
+        found = await session.scalar(
+            select(col(PaymentReport.id)).where(
+                col(PaymentReport.source) == sandbox.NAME, col(PaymentReport.key) == key
+            )
+        )
+    return found is not None
+
+
 @router.get("/{payment_id}", response_class=HTMLResponse)
 async def sandbox_page(payment_id: str, request: Request) -> HTMLResponse:
     return _page(request, await _view(request, payment_id))
@@ -74,6 +90,7 @@ async def pay_by_card(payment_id: str, request: Request) -> Response:
         entered = {"number": number[:32], "expiry": expiry[:8]}
         return _page(request, view, error=exc.code, form=entered)
     if card.outcome == sandbox.THREE_D_SECURE:
+        await _apply(request, sandbox.three_d_secure_asked(payment_id))
         return _page(request, view, step="3ds")
     await _apply(request, sandbox.card_report(payment_id, card))
     return _back(request, payment_id)
@@ -84,7 +101,7 @@ async def three_d_secure(payment_id: str, request: Request) -> Response:
     view = await _view(request, payment_id)
     if view is None:
         return _page(request, None)
-    if view.status == PENDING and view.method == "card":
+    if view.status == PENDING and view.method == "card" and await _asked(request, payment_id):
         approved = (await _form(request)).get("decision") == "approve"
         card = sandbox.TEST_CARDS["4000002500003155"]
         await _apply(request, sandbox.card_report(payment_id, card, approved=approved))

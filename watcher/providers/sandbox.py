@@ -92,6 +92,21 @@ def card_report(transaction_id: str, card: SandboxCard, *, approved: bool | None
     )
 
 
+def three_d_secure_asked(transaction_id: str) -> Report:
+    """The 3-D Secure card was entered: the step the payer then approves or refuses. It
+    changes nothing by itself; kept, it is what lets the step be answered at all."""
+    return Report(
+        key=three_d_secure_key(transaction_id),
+        type="sandbox.3ds_asked",
+        outcome=None,
+        transaction_id=transaction_id,
+    )
+
+
+def three_d_secure_key(transaction_id: str) -> str:
+    return f"{transaction_id}:3ds"
+
+
 def action_report(transaction_id: str, action: str) -> Report:
     outcome, reason = ACTIONS[action]
     return Report(
