@@ -33,7 +33,14 @@ _SECRET_KEY = re.compile(
 )
 # Secret-shaped text inside any string: our API keys and webhook secrets, bearer tokens.
 _SECRET_TEXT = re.compile(r"\b(sk_(?:live|test)_|whsec_)[A-Za-z0-9_\-]+|(?i:bearer)\s+\S+")
-_QUIET = {"httpx": logging.WARNING, "httpcore": logging.WARNING, "asyncio": logging.WARNING}
+# The stripe package logs each request at INFO with Stripe's error text (which can echo what
+# was sent), and form bodies and whole answers at DEBUG: customer data, outside our redaction.
+_QUIET = {
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
+    "asyncio": logging.WARNING,
+    "stripe": logging.WARNING,
+}
 _HANDLER_NAME = "watcher.logs"
 
 

@@ -4,11 +4,15 @@ HTTP (the fake Stripe on loopback), SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import io
+import logging
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import httpx
 import pytest
+import structlog
 from sqlalchemy import select, update
 from sqlmodel import col
 
@@ -16,8 +20,15 @@ from tests.integration.conftest import ApiHarness
 from tests.support.cards import CardHarness, card_harness
 from tests.support.servers import serve_asgi
 from watcher.callbacks.receiver import CallbackReceiver
+from watcher.config import LogSettings, StripeSettings
 from watcher.db.models import Payment, PaymentReport
+from watcher.devchain import stripe as fake_stripe
+from watcher.devchain.stripe import FakeStripe
+from watcher.errors import ProviderError
+from watcher.logs import configure_logging
+from watcher.providers.base import Order
 from watcher.providers.reconcile import ProviderReconciler
+from watcher.providers.stripe import StripeProvider
 
 
 @pytest.fixture
@@ -187,3 +198,44 @@ async def test_a_payment_whose_start_never_finished_is_not_opened_after_it_close
     assert retried.json()["transactionId"] == txn
     assert retried.json()["redirectUrl"].endswith(f"/pay/{txn}")
     assert len(cards.stripe.requests) == asked  # Stripe was not asked to open it
+
+
+async def test_stripe_s_own_chatter_stays_out_of_the_log() -> None:
+    """The stripe package logs every request at INFO with Stripe's error text (which can echo
+    what was sent: an email, an order), and form bodies and whole answers at DEBUG. The
+    adapter keeps that text out of its errors; the log must not carry it either."""
+    stream = io.StringIO()
+    root = logging.getLogger()
+    level = root.level
+    configure_logging(LogSettings(level="DEBUG"), stream)
+    try:
+        async with fake_stripe.serve(FakeStripe(mode="refuse")) as url:
+            settings = StripeSettings(
+                secret_key="sk_live_51Chatter", webhook_secret="whsec_x", api_base=url
+            )
+            adapter = StripeProvider(settings, "http://127.0.0.1:1")
+            order = Order(
+                "txn_chatter",
+                "ORD-CHAT",
+                "card",
+                Decimal(1000),
+                "TRY",
+                "Ahmet Yılmaz",
+                "ahmet@example.com",
+                "+905551234567",
+                None,
+                None,
+                None,
+                "http://127.0.0.1:1/pay/txn_chatter",
+                int(time.time() * 1000) + 3_600_000,
+            )
+            with pytest.raises(ProviderError):
+                await adapter.start(order)
+            await adapter.close()
+    finally:
+        structlog.reset_defaults()
+        for handler in [h for h in root.handlers if h.get_name() == "watcher.logs"]:
+            root.removeHandler(handler)
+        root.setLevel(level)
+    logged = stream.getvalue()
+    assert "Invalid currency" not in logged and "ahmet@example.com" not in logged, logged
