@@ -8,14 +8,20 @@ A devchain in its own process (so serving costs the follower nothing on its core
 USDT calls, TRX transfers and other tokens' logs; `hit-rate` of the USDT transfers go to
 watched addresses. The database holds `watched` open payments, one address each.
 
-Two passes over the same blocks from the same server, in this run:
+Three passes over the same blocks from the same server, in this run:
 - baseline: the node requests the follower makes per block (header, transaction count,
-  transaction infos) with httpx and JSON parsing, nothing else: the floor any follower pays;
-- follower: Follower.step() until caught up (fetch, check the infos against the block, decode,
-  match, record each transfer, settle its payment, move the cursors; one transaction a block).
-It prints blocks per second for both, and follower / baseline. The baseline also counts the
-transfers to watched addresses with a plain set lookup: the follower must have recorded
-exactly that many.
+  transaction infos) with httpx and the standard library's JSON parser, one block after the
+  other, nothing else: a plain loop that only fetches and parses;
+- floor: the same requests as the follower sends them (its HTTP session and JSON parser,
+  `tron.fetch_ahead` blocks in flight), nothing else: what no follower on this transport
+  can beat;
+- follower: Follower.step() until caught up (fetch ahead, check the infos against the block,
+  decode, match, record each transfer, settle its payment, move the cursors; final blocks
+  stored in batches), with the default poll interval.
+It prints blocks per second for each, the follower's ratio to both, and the peak RSS of this
+process (the bench's own 100 000 addresses included). The baseline also counts the transfers
+to watched addresses with a plain set lookup: the follower must have recorded exactly that
+many.
 """
 
 from __future__ import annotations
@@ -25,21 +31,25 @@ import asyncio
 import json
 import os
 import random
+import resource
 import sys
 import tempfile
 import time
 import uuid
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import httpx
+import msgspec
 from sqlalchemy import func, insert, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from watcher import jsonio  # noqa: E402
+from watcher import eventloop, jsonio  # noqa: E402
 from watcher.config import MAINNET_USDT, LogSettings, Settings  # noqa: E402
 from watcher.db.engine import create_engine, session_factory, transaction  # noqa: E402
 from watcher.db.migrate import upgrade  # noqa: E402
@@ -48,7 +58,7 @@ from watcher.logs import configure_logging  # noqa: E402
 from watcher.merchants import create_merchant  # noqa: E402
 from watcher.secrets import SecretBox  # noqa: E402
 from watcher.tron.address import to_base58, to_hex  # noqa: E402
-from watcher.tron.client import TronClient  # noqa: E402
+from watcher.tron.client import TronClient, node_session  # noqa: E402
 from watcher.tron.decode import Token, transfers_in_block  # noqa: E402
 from watcher.tron.follower import Follower, ensure_start_cursor  # noqa: E402
 
@@ -77,8 +87,29 @@ async def main():
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     await server.stop()
 
-asyncio.run(main())
+from watcher import eventloop
+eventloop.run(main())
 """
+
+
+class Cpu:
+    """CPU seconds used since the last lap: by this process (all its threads, the database
+    driver's included) and by the node's process."""
+
+    def __init__(self, pid: int) -> None:
+        self._pid = pid
+        self._at = self._now()
+
+    def _now(self) -> tuple[float, float]:
+        fields = Path(f"/proc/{self._pid}/stat").read_text().rsplit(")", 1)[1].split()
+        tick = os.sysconf("SC_CLK_TCK")
+        return time.process_time(), (int(fields[11]) + int(fields[12])) / tick
+
+    def lap(self) -> tuple[float, float]:
+        now = self._now()
+        spent = (now[0] - self._at[0], now[1] - self._at[1])
+        self._at = now
+        return spent
 
 
 def watched_addresses(n: int, rng: random.Random) -> list[str]:
@@ -208,17 +239,53 @@ async def baseline(url: str, first: int, head: int, watched_hex: set[str]) -> tu
     return elapsed, hits
 
 
-async def follow(settings: Settings) -> tuple[float, int, int]:
+async def floor(url: str, first: int, head: int, window: int) -> float:
+    """The follower's requests, transport and parser, `window` blocks in flight."""
+    decoder = msgspec.json.Decoder(float_hook=Decimal)
+    numbers = iter(range(first, head + 1))
+
+    async def post(http: aiohttp.ClientSession, path: str, body: dict[str, Any]) -> Any:
+        async with http.post(url + path, data=msgspec.json.encode(body)) as resp:
+            return decoder.decode(await resp.read())
+
+    async def lane(http: aiohttp.ClientSession) -> None:
+        for n in numbers:
+            await asyncio.gather(
+                post(http, "/wallet/getblock", {"id_or_num": str(n), "detail": False}),
+                post(http, "/wallet/gettransactioncountbyblocknum", {"num": n}),
+                post(http, "/wallet/gettransactioninfobyblocknum", {"num": n}),
+            )
+
+    async with node_session() as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(lane(http) for _ in range(window)))
+        return time.perf_counter() - started
+
+
+async def follow(settings: Settings, profile: str | None) -> tuple[float, int, int]:
     engine = create_engine(settings.database.url)
     sessions = session_factory(engine)
-    async with httpx.AsyncClient() as http:
+    async with node_session() as http:
         client = TronClient(settings.tron, http)
         await ensure_start_cursor(settings, sessions, client)
         follower = Follower(settings, sessions, client, lambda: T0)
+        profiler = None
+        if profile:
+            from pyinstrument import Profiler  # only with --profile: pip install pyinstrument
+
+            profiler = Profiler(async_mode="enabled")
+            profiler.start()
         started = time.perf_counter()
         while await follower.step():
             pass
         elapsed = time.perf_counter() - started
+        if profiler is not None:
+            profiler.stop()
+            Path(profile).write_text(profiler.output_text(unicode=True, show_all=False))
+        print(
+            f"follower: {follower.walked_blocks} blocks in {follower.walk_commits} transactions",
+            flush=True,
+        )
     async with sessions() as s:
         recorded = (await s.execute(select(func.count()).select_from(Transfer))).scalar_one()
         completed = (
@@ -238,6 +305,9 @@ async def main() -> None:
     p.add_argument("--usdt", type=int, default=100)
     p.add_argument("--hit-rate", type=float, default=0.1)
     p.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    p.add_argument(
+        "--profile", metavar="FILE", help="profile the follower pass (pyinstrument) into FILE"
+    )
     args = p.parse_args()
     # Logs as in production (JSON lines, INFO: one per credited transfer), to /dev/null.
     configure_logging(LogSettings(), stream=open(os.devnull, "w"))
@@ -255,23 +325,40 @@ async def main() -> None:
             tron={
                 "endpoints": [chain["url"]],
                 "start_block": chain["first"],
-                "poll_interval_s": 0.01,
             },
         )
         await fill(settings, watched, chain["first"] - 1)
         watched_hex = {to_hex(a) for a in watched}
+        node = Cpu(proc.pid)
         base_s, hits = await baseline(chain["url"], chain["first"], chain["head"], watched_hex)
-        follow_s, recorded, paid = await follow(settings)
+        base_cpu = node.lap()
+        window = settings.tron.fetch_ahead
+        floor_s = await floor(chain["url"], chain["first"], chain["head"], window)
+        floor_cpu = node.lap()
+        follow_s, recorded, paid = await follow(settings, args.profile)
+        follow_cpu = node.lap()
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     finally:
         assert proc.stdin is not None
         proc.stdin.close()
         await proc.wait()
         await drop(pg_name)
     n = chain["head"] - chain["first"] + 1
-    print(f"watched addresses: {args.watched}, database: {args.db}")
-    print(f"baseline (fetch + parse only):  {n / base_s:8.1f} blocks/s  ({base_s:.2f} s)")
-    print(f"follower (all of it):           {n / follow_s:8.1f} blocks/s  ({follow_s:.2f} s)")
-    print(f"follower / baseline:            {base_s / follow_s:8.2f}")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"watched addresses: {args.watched}, database: {args.db}, load average {load}")
+    print(f"baseline (fetch + parse, 1 by 1): {n / base_s:8.1f} blocks/s  ({base_s:.2f} s)")
+    print(f"floor ({window} in flight, no storage): {n / floor_s:8.1f} blocks/s  ({floor_s:.2f} s)")
+    print(f"follower (all of it):             {n / follow_s:8.1f} blocks/s  ({follow_s:.2f} s)")
+    print(f"follower / baseline:              {base_s / follow_s:8.2f}")
+    print(f"follower / floor:                 {floor_s / follow_s:8.2f}")
+    print(f"peak RSS of this process:         {rss_mb:8.0f} MB")
+    print("CPU ms per block (this process / the node process):")
+    for label, (own, served) in (
+        ("baseline", base_cpu),
+        ("floor", floor_cpu),
+        ("follower", follow_cpu),
+    ):
+        print(f"  {label:<10} {1000 * own / n:6.2f} / {1000 * served / n:6.2f}")
     print(
         f"transfers to watched addresses: {hits} on chain, {recorded} recorded, "
         f"{paid} payments credited"
@@ -281,4 +368,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    eventloop.run(main())

@@ -89,6 +89,7 @@ class TronSettings(_Section):
     finality: Literal["solidified"] | int = "solidified"
     poll_interval_s: float = Field(1.0, gt=0)
     request_timeout_s: float = Field(10.0, gt=0)
+    fetch_ahead: int = Field(8, ge=1, le=64)
     late_window_h: float = Field(24, ge=0)
     tolerance_micro: int = Field(0, ge=0)
     max_lag_blocks: int = Field(100, ge=1)

@@ -35,7 +35,7 @@ from watcher.metrics import Metrics
 from watcher.providers.reconcile import ProviderReconciler
 from watcher.services import Services, build_services
 from watcher.systemd import Notifier, Watchdog
-from watcher.tron.client import TronClient
+from watcher.tron.client import TronClient, node_session
 from watcher.tron.expiry import Expirer
 from watcher.tron.follower import Follower, ensure_start_cursor
 
@@ -115,29 +115,25 @@ class Scanner:
     metrics: Metrics
     watchdog: Watchdog
     name: str = "scan"
-    tron: TronClient = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.tron = TronClient(
-            self.services.settings.tron, self.services.http, metrics=self.metrics
-        )
-
-    async def ensure_cursor(self) -> int:
-        s = self.services
-        return await ensure_start_cursor(s.settings, s.sessions, self.tron, attempts=None)
 
     async def run(self, stop: asyncio.Event) -> None:
+        async with node_session() as http:
+            await self._run(
+                stop, TronClient(self.services.settings.tron, http, metrics=self.metrics)
+            )
+
+    async def _run(self, stop: asyncio.Event, tron: TronClient) -> None:
         s = self.services
         reconciler = ProviderReconciler(s.settings, s.sessions, s.providers, s.payments, s.clock)
         async with asyncio.TaskGroup() as group:
             group.create_task(reconciler.run(stop), name="provider-reconcile")
             # The chain's loops wait for the start cursor; card payments do not.
-            if not await self._started(stop):
+            if not await self._started(stop, tron):
                 return
             follower = Follower(
                 s.settings,
                 s.sessions,
-                self.tron,
+                tron,
                 s.clock,
                 metrics=self.metrics,
                 watchdog=self.watchdog,
@@ -146,18 +142,20 @@ class Scanner:
             group.create_task(follower.run(stop), name="follower")
             group.create_task(expirer.run(stop), name="expirer")
 
-    async def _started(self, stop: asyncio.Event) -> bool:
+    async def _started(self, stop: asyncio.Event, tron: TronClient) -> bool:
         """The start cursor, resolved or read. At the first start the node may not answer
         yet: the API is open meanwhile (creates get 502, /healthz "starting"), and a stop
         does not wait for a retry. A database outage is waited out the same way."""
         attempt = 0
         while not stop.is_set():
             try:
-                return await _unless_stopped(stop, self.ensure_cursor())
+                s = self.services
+                start = ensure_start_cursor(s.settings, s.sessions, tron, attempts=None)
+                return await _unless_stopped(stop, start)
             except DBAPIError as exc:
                 if not transient_db_error(exc):
                     raise
-                delay = self.tron.backoff(attempt)
+                delay = tron.backoff(attempt)
                 attempt += 1
                 log.warning("scanner.start_retry", error=str(exc).splitlines()[0], retry_in_s=delay)
                 with contextlib.suppress(TimeoutError):

@@ -12,6 +12,7 @@ previous configuration (tests do).
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -44,7 +45,9 @@ _QUIET = {
 _HANDLER_NAME = "watcher.logs"
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
+    """Cached: a log line has about ten keys, and the same few dozen names recur."""
     return bool(_SECRET_KEY.search(key.lower().replace("-", "_")))
 
 
@@ -66,6 +69,14 @@ def redact_secrets(_logger: WrappedLogger, _name: str, event_dict: EventDict) ->
     """Replace the value of any secret-named key (at any depth) and secret-shaped text."""
     for key, value in list(event_dict.items()):
         event_dict[key] = REDACTED if is_secret_key(key) else _scrub(value)
+    return event_dict
+
+
+def redact_exception(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    """Secret-shaped text in a rendered exception (messages are rendered after the fields
+    were redacted; the fields need no second pass)."""
+    if "exception" in event_dict:
+        event_dict["exception"] = _scrub(event_dict["exception"])
     return event_dict
 
 
@@ -99,7 +110,7 @@ def _renderer(json_logs: bool, stream: TextIO) -> list[Processor]:
     return [
         _drop_color_message,
         structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
-        redact_secrets,  # again: exception messages are rendered only now
+        redact_exception,  # exception messages are rendered only now
         structlog.processors.JSONRenderer(),
     ]
 

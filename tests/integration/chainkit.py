@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 from click.testing import Result
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -31,7 +31,7 @@ from watcher.logs import configure_logging
 from watcher.merchants import create_merchant
 from watcher.secrets import load_box, new_id
 from watcher.tron.address import to_base58
-from watcher.tron.client import NodeError, TronClient
+from watcher.tron.client import NodeError, TronClient, node_session
 from watcher.tron.expiry import Expirer
 from watcher.tron.follower import Follower, ensure_start_cursor
 
@@ -59,7 +59,7 @@ class Rig:
     server: DevChainServer
     settings: Settings
     sessions: async_sessionmaker[AsyncSession]
-    http: httpx.AsyncClient
+    http: aiohttp.ClientSession
     clock: FakeClock
     merchant_id: int
     visible: bool = False
@@ -77,8 +77,8 @@ class Rig:
         kw.setdefault("backoff_cap_s", 0.005)
         return TronClient(self.settings.tron, self.http, **kw)
 
-    def new_follower(self, client: TronClient | None = None) -> Follower:
-        return Follower(self.settings, self.sessions, client or self.client, self.clock)
+    def new_follower(self, client: TronClient | None = None, **kw: Any) -> Follower:
+        return Follower(self.settings, self.sessions, client or self.client, self.clock, **kw)
 
     def expirer(self) -> Expirer:
         return Expirer(self.settings, self.sessions, self.clock)
@@ -224,12 +224,12 @@ async def rig(
     settings = settings_for(db_url, [*extra_endpoints, server.url], **tron)
     async with sessions() as s, s.begin():
         creds = await create_merchant(s, load_box(db_url), "shop-" + uuid.uuid4().hex[:6])
-    http = httpx.AsyncClient()
+    http = node_session()
     hang_s, slow_s = server.hang_s, server.slow_s
     try:
         yield Rig(server.chain, server, settings, sessions, http, FakeClock(), creds.id, visible)
     finally:
-        await http.aclose()
+        await http.close()
         server.chain.clear_faults()
         server.hang_s, server.slow_s = hang_s, slow_s
         if own:

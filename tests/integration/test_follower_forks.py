@@ -95,17 +95,16 @@ async def test_block_replaced_before_it_became_final_is_read_again(r: Rig) -> No
 
 CHILD = """
 import asyncio, json, sys
-import httpx
 from watcher.config import Settings
 from watcher.db.engine import create_engine, session_factory
-from watcher.tron.client import TronClient
+from watcher.tron.client import TronClient, node_session
 from watcher.tron.follower import Follower
 
 async def main() -> None:
     args = json.loads(sys.argv[1])
     settings = Settings(**args["settings"])
     engine = create_engine(settings.database.url)
-    async with httpx.AsyncClient() as http:
+    async with node_session() as http:
         client = TronClient(settings.tron, http, backoff_base_s=0.001, backoff_cap_s=0.005)
         follower = Follower(settings, session_factory(engine), client, lambda: args["now"])
         await follower.run(asyncio.Event())
@@ -183,3 +182,29 @@ async def test_fork_that_replaces_the_start_block_is_recovered_from(depth: int, 
     (t,) = await r.transfers()
     assert (t.txid, t.state) == (txid, "final")
     assert (await r.payment(p.id)).status == "completed"
+
+
+async def test_block_fetched_ahead_before_a_fork_is_never_taken_as_final(r: Rig) -> None:
+    """Blocks above the solidified head are fetched ahead, then a fork replaces them and they
+    become final on the new branch: what was fetched before the fork is stale, so it is
+    never stored as final (its transfer is on no chain any more)."""
+    p = await r.pay(USDT_10)
+    await r.catch_up()
+    (h,) = r.chain.mine(1)
+    txid = r.chain.transfer(p.address or "", USDT_10)
+    r.chain.mine(3)  # h+1 holds the transfer; h..h+3 are not final
+    follower = r.new_follower()
+    while await r.cursor("seen") < h:
+        await follower.step()  # walks up to h, fetches h+1.. ahead
+    while follower.ahead_in_flight:
+        await asyncio.sleep(0.01)
+    assert await r.cursor("seen") == h
+    r.chain.fork(3, drop={txid})
+    r.chain.mine(LAG + 1)  # the new h+1..h+3 are final by the next look…
+    await asyncio.sleep(0.05)  # …which comes at once (the poll interval has passed)
+    await r.catch_up(follower)
+    assert await r.transfers() == []
+    back = await r.payment(p.id)
+    assert (back.status, back.received_micro) == ("pending", 0)
+    assert await r.events(p.id) == []
+    assert await r.cursor("final") == r.chain.solid_number

@@ -13,7 +13,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from starlette.applications import Starlette
 from typer.testing import CliRunner
@@ -25,7 +24,7 @@ from watcher.db.engine import create_engine
 from watcher.db.migrate import upgrade
 from watcher.logs import configure_logging
 from watcher.metrics import Metrics
-from watcher.tron.client import NodeError, TronClient
+from watcher.tron.client import NodeError, TronClient, node_session
 
 WATCHER = str(Path(sys.executable).with_name("watcher"))
 # A node URL as operators write them for hosted nodes: basic auth and a token in the path.
@@ -49,7 +48,7 @@ def logs() -> Iterator[io.StringIO]:
 async def test_metrics_and_logs_name_nodes_without_credentials(logs: io.StringIO) -> None:
     metrics = Metrics()
     settings = TronSettings(endpoints=[NODE, "http://127.0.0.1:9/other-Token"])
-    async with httpx.AsyncClient() as http:
+    async with node_session() as http:
         client = TronClient(settings, http, metrics=metrics, rounds=1)
         with pytest.raises(NodeError):
             await client.head()
@@ -147,7 +146,7 @@ async def test_a_node_api_key_with_a_stray_space_is_never_echoed(logs: io.String
     """A key pasted with a trailing space cannot go into a header: the HTTP library's error
     quotes the header value, and that text went to the log and `chain status` on every poll."""
     key = "5b1c9e2a-4d3f-4e8a-9c7b-2f6d0e1a3b4c"
-    async with serve_asgi(Starlette()) as url, httpx.AsyncClient() as http:
+    async with serve_asgi(Starlette()) as url, node_session() as http:
         settings = TronSettings(endpoints=[url], api_key=key + " ")
         client = TronClient(settings, http, rounds=1)
         with pytest.raises(NodeError) as raised:

@@ -7,6 +7,7 @@ decoder must return exactly the transfers the model says count.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from watcher.config import MAINNET_USDT
-from watcher.tron.decode import MAX_AMOUNT, Token, TokenTransfer, transfers_in, transfers_in_block
+from watcher.tron.decode import (
+    MAX_AMOUNT,
+    Token,
+    TokenTransfer,
+    decode_infos,
+    transfers_in,
+    transfers_in_block,
+)
 
 USDT = Token(MAINNET_USDT)
 USDT_BODY = bytes.fromhex("a614f803b6fd780986a42c78ec9c7f77e6ded13c")
@@ -110,6 +118,8 @@ def test_decoder_finds_exactly_the_counting_transfers(
         if counts(lg, result)
     ]
     assert transfers_in_block(infos, USDT) == expected
+    # As the follower reads them: straight from the node's JSON into views.
+    assert transfers_in_block(decode_infos(json.dumps(infos).encode()), USDT) == expected
 
 
 def _usdt_log(amount: int, to: bytes = b"\x11" * 20) -> Log:
@@ -148,6 +158,9 @@ def test_plain_trx_transfer_and_malformed_logs_are_ignored() -> None:
     odd["log"].append({"address": USDT_BODY.hex(), "topics": "x", "data": "zz"})
     odd["log"].append("not a log")
     assert [t.amount for t in transfers_in_block([trx, odd, "junk"], USDT)] == [3]
+    # From the node's JSON: such an answer does not fit the views and takes the plain path.
+    decoded = decode_infos(json.dumps([trx, odd, "junk"]).encode())
+    assert [t.amount for t in transfers_in_block(decoded, USDT)] == [3]
 
 
 def test_amount_beyond_int64_is_not_a_transfer() -> None:

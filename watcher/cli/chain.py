@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.table import Table
 from sqlalchemy import func, or_, select
@@ -20,7 +19,7 @@ from watcher.metrics import lag_seconds
 from watcher.money import canonical, from_micro
 from watcher.payments.states import OPEN_STATES
 from watcher.tron import cursors
-from watcher.tron.client import Heads, NodeError, TronClient
+from watcher.tron.client import Heads, NodeError, TronClient, node_session
 from watcher.tron.follower import late_window_ms
 from watcher.tron.verify import Verification, Verifier
 
@@ -71,7 +70,7 @@ def verify(
 async def _verify(settings: Settings, txid: str) -> Verification:
     async with (
         database(settings) as (_, sessions),
-        httpx.AsyncClient() as http,
+        node_session() as http,
     ):
         client = TronClient(settings.tron, http)
         return await Verifier(settings, sessions, client, now_ms).verify(txid)
@@ -80,7 +79,7 @@ async def _verify(settings: Settings, txid: str) -> Verification:
 async def _status(settings: Settings) -> dict[str, Any]:
     async with (
         database(settings) as (_, sessions),
-        httpx.AsyncClient() as http,
+        node_session() as http,
     ):
         client = TronClient(settings.tron, http, rounds=1)
         heads: Heads | None = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -16,7 +15,7 @@ from rich.text import Text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from watcher import jsonio
+from watcher import eventloop, jsonio
 from watcher.config import ConfigError, Settings, load_settings
 from watcher.db.engine import create_engine, session_factory, sqlite_path
 from watcher.db.errors import DatabaseUnavailable
@@ -74,7 +73,7 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a command's async work; a database that cannot be used is its one error line."""
     try:
-        return asyncio.run(coro)
+        return eventloop.run(coro)
     except DatabaseUnavailable as exc:
         fail(str(exc))
 

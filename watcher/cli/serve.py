@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import typer
 
+from watcher import eventloop
 from watcher.cli.common import fail, state
 from watcher.cli.shape import ConfigOpt
 from watcher.config import ConfigError
@@ -23,7 +22,7 @@ def _serve(ctx: typer.Context, config: str | None, parts: frozenset[str]) -> Non
     settings = state(ctx, config).settings
     configure_logging(settings.log)
     try:
-        code = asyncio.run(Daemon(settings, parts).run())
+        code = eventloop.run(Daemon(settings, parts).run())
     except (DaemonError, InstanceLocked, DatabaseUnavailable) as exc:
         fail(str(exc))
     except ConfigError as exc:

@@ -17,25 +17,62 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
+import msgspec
 import structlog
 
-from watcher import jsonio
 from watcher.clock import Clock, now_ms
 from watcher.config import TronSettings
 from watcher.metrics import Metrics
-from watcher.redact import redact_url
+from watcher.redact import HIDDEN, redact_url
+from watcher.tron.decode import InfoView, decode_infos
 
 log = structlog.get_logger("watcher.tron.client")
 
 API_KEY_HEADER = "TRON-PRO-API-KEY"
+# Node answers (a block's transaction infos are 150-400 KB on mainnet) are parsed by msgspec:
+# about three times faster than the standard library, with every non-integer number a
+# Decimal, never a float. A key repeated in one object: the last one wins (the operator's
+# node, not a stranger; a repeated key must not stall the follower on a block for good).
+_NODE_JSON = msgspec.json.Decoder(float_hook=Decimal)
+_encode = msgspec.json.Encoder().encode
+# An HTTP header value (RFC 9110 field-value): visible characters, inner spaces and tabs only.
+_HEADER_VALUE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e\t]*[\x21-\x7e])?")
+
+
+def node_session() -> aiohttp.ClientSession:
+    """The HTTP session TronClient talks through.
+
+    aiohttp rather than httpx: the follower makes three requests per block, a few hundred a
+    second while it catches up, and aiohttp spends about a fifth of httpx's CPU on each
+    (bench/follower_replay.py). Timeouts are per request (tron.request_timeout_s). A proxy
+    named by the environment (HTTP_PROXY, HTTPS_PROXY, NO_PROXY) is honoured as httpx does,
+    but looked up once per endpoint (`env_proxy`): aiohttp's own `trust_env` reads the
+    environment and ~/.netrc in a thread for every request.
+    """
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=128))
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment names for requests to `url`, if any."""
+    parts = urlsplit(url)
+    if not parts.hostname or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
+
+
 EMPTY_ROOT = "0" * 64
 Sleep = Callable[[float], Awaitable[None]]
+Decode = Callable[[bytes], Any]
 
 
 class NodeError(Exception):
@@ -84,6 +121,7 @@ class Heads:
 class Endpoint:
     url: str
     name: str = ""  # what logs, metrics and the CLI show: no credentials (redact_url)
+    proxy: str | None = field(default=None, repr=False)
     requests: int = 0
     errors: int = 0
     consecutive_errors: int = 0
@@ -163,7 +201,7 @@ class TronClient:
     def __init__(
         self,
         settings: TronSettings,
-        http: httpx.AsyncClient,
+        http: aiohttp.ClientSession,
         *,
         metrics: Metrics | None = None,
         visible: bool = False,
@@ -184,8 +222,11 @@ class TronClient:
         self._rng = rng or random.Random()
         self._sleep = sleep
         self._clock = clock
-        self.endpoints = [Endpoint(url, name) for url, name in _names(settings.endpoints)]
+        self.endpoints = [
+            Endpoint(url, name, env_proxy(url)) for url, name in _names(settings.endpoints)
+        ]
         self._current = 0
+        self._timeout = aiohttp.ClientTimeout(total=settings.request_timeout_s)
         self._headers = {"Content-Type": "application/json"}
         if settings.api_key:
             self._headers[API_KEY_HEADER] = settings.api_key
@@ -196,8 +237,11 @@ class TronClient:
 
     # -- transport ---------------------------------------------------------------------
 
-    async def call(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        """POST `body` to `path`, failing over between endpoints; the parsed JSON answer."""
+    async def call(
+        self, path: str, body: dict[str, Any] | None = None, decode: Decode | None = None
+    ) -> Any:
+        """POST `body` to `path`, failing over between endpoints; the parsed JSON answer
+        (`decode`: how, when not as plain JSON)."""
         payload = dict(body or {})
         payload.setdefault("visible", self.visible)
         last: NodeError = NodeError("no endpoint configured")
@@ -207,7 +251,7 @@ class TronClient:
             for _ in range(len(self.endpoints)):
                 endpoint = self.endpoints[self._current]
                 try:
-                    return await self._once(endpoint, path, payload)
+                    return await self._once(endpoint, path, payload, decode)
                 except Unsupported:
                     raise
                 except NodeError as exc:
@@ -215,11 +259,13 @@ class TronClient:
                     self._current = (self._current + 1) % len(self.endpoints)
         raise last
 
-    async def _once(self, endpoint: Endpoint, path: str, payload: dict[str, Any]) -> Any:
+    async def _once(
+        self, endpoint: Endpoint, path: str, payload: dict[str, Any], decode: Decode | None
+    ) -> Any:
         endpoint.requests += 1
         started = time.perf_counter()
         try:
-            data = await self._request(endpoint.url + path, payload)
+            data = await self._request(endpoint.url + path, payload, decode, endpoint.proxy)
         except Unsupported:
             self._observe(endpoint, started, ok=True)
             raise
@@ -232,35 +278,50 @@ class TronClient:
         self._observe(endpoint, started, ok=True)
         return data
 
-    async def _request(self, url: str, payload: dict[str, Any]) -> Any:
+    async def _request(
+        self,
+        url: str,
+        payload: dict[str, Any],
+        decode: Decode | None = None,
+        proxy: str | None = None,
+    ) -> Any:
+        status, content = await self._post(url, _encode(payload), proxy)
+        if status in (404, 405):
+            raise Unsupported(f"HTTP {status}: the node does not serve this API")
+        if status != 200:
+            raise NodeError(f"HTTP {status}: {_snippet(_text(content))}")
         try:
-            resp = await self._http.post(
-                url, json=payload, headers=self._headers, timeout=self._settings.request_timeout_s
-            )
-        except httpx.TimeoutException as exc:
-            raise NodeError(f"timed out after {self._settings.request_timeout_s}s") from exc
-        except httpx.LocalProtocolError:
-            # Our own request is malformed; the library's message quotes the offending header
-            # value, which can only be the API key.
-            raise NodeError(
-                "the request cannot be sent: a header value is not valid HTTP (is there a "
-                "space or line break in tron.api_key?)"
-            ) from None  # the cause's text holds the key too
-        except httpx.HTTPError as exc:
-            raise NodeError(f"{type(exc).__name__}: {exc}") from exc
-        if resp.status_code in (404, 405):
-            raise Unsupported(f"HTTP {resp.status_code}: the node does not serve this API")
-        if resp.status_code != 200:
-            raise NodeError(f"HTTP {resp.status_code}: {_snippet(resp.text)}")
-        try:
-            # The operator's node, not a stranger: a repeated key there must not stall the
-            # follower on a block it can never read.
-            data = jsonio.loads(resp.content, unique_keys=False)
-        except ValueError as exc:
-            raise NodeError(f"not JSON: {_snippet(resp.text)}") from exc
+            data = (decode or _NODE_JSON.decode)(content)
+        except msgspec.DecodeError as exc:
+            raise NodeError(f"not JSON: {_snippet(_text(content))}") from exc
         if isinstance(data, dict) and "Error" in data:
             raise NodeError(f"node error: {_snippet(str(data['Error']))}")
         return data
+
+    async def _post(self, url: str, body: bytes, proxy: str | None) -> tuple[int, bytes]:
+        timeout_s = self._settings.request_timeout_s
+        if self._settings.api_key and not _HEADER_VALUE.fullmatch(self._settings.api_key):
+            # Named, never quoted: the value is the key.
+            raise NodeError(
+                "the request cannot be sent: a header value is not valid HTTP (is there a "
+                "space or line break in tron.api_key?)"
+            )
+        try:
+            async with self._http.post(
+                url,
+                data=body,
+                headers=self._headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+                proxy=proxy,
+            ) as resp:
+                return resp.status, await resp.read()
+        except TimeoutError as exc:
+            raise NodeError(f"timed out after {timeout_s}s") from exc
+        except (aiohttp.ClientError, ValueError) as exc:
+            # Messages name host and port at most; the URL's userinfo, path and query (where
+            # hosted nodes put keys) are never part of them, but make sure.
+            raise NodeError(_scrub(f"{type(exc).__name__}: {exc}", url)) from exc
 
     def _failed(self, endpoint: Endpoint, path: str, exc: NodeError) -> None:
         endpoint.errors += 1
@@ -330,7 +391,7 @@ class TronClient:
             raise NodeError(f"gettransactioncountbyblocknum answered {_snippet(str(data))}")
         return count
 
-    async def block(self, number: int) -> tuple[BlockShape, list[dict[str, Any]]]:
+    async def block(self, number: int) -> tuple[BlockShape, list[InfoView | None]]:
         """Header, transaction count and transaction infos of block `number`, asked at once.
 
         The header says whether the block is empty (txTrieRoot zeros). For the count,
@@ -356,8 +417,10 @@ class TronClient:
         whole, infos = await _gather(self.whole_block(number), self.infos(number))
         return BlockShape(whole, len(whole.txids or ())), infos
 
-    async def infos(self, number: int) -> list[dict[str, Any]]:
-        data = await self.call("/wallet/gettransactioninfobyblocknum", {"num": number})
+    async def infos(self, number: int) -> list[InfoView | None]:
+        """The block's transaction infos, as views of the fields the follower reads."""
+        path = "/wallet/gettransactioninfobyblocknum"
+        data = await self.call(path, {"num": number}, decode_infos)
         if not isinstance(data, list):
             raise NodeError(f"transaction infos of block {number} are not a list")
         return data
@@ -377,7 +440,8 @@ class TronClient:
     async def _probe(self, endpoint: Endpoint) -> dict[str, object]:
         started = time.perf_counter()
         try:
-            data = await self._request(endpoint.url + "/wallet/getblock", {"detail": False})
+            url = endpoint.url + "/wallet/getblock"
+            data = await self._request(url, {"detail": False}, proxy=endpoint.proxy)
             head: int | None = parse_header(data).number
             error = None
         except NodeError as exc:
@@ -418,6 +482,21 @@ def _with_txids(header: Header, txids: tuple[str, ...]) -> Header:
         header.tx_root,
         txids,
     )
+
+
+def _text(content: bytes) -> str:
+    return content[:4096].decode("utf-8", "replace")
+
+
+def _scrub(message: str, url: str) -> str:
+    """`message` without the parts of `url` that redact_url hides."""
+    shown = redact_url(url)
+    message = message.replace(url, shown)
+    parts = urlsplit(url)
+    for secret in (parts.username, parts.password, parts.path.strip("/"), parts.query):
+        if secret:
+            message = message.replace(secret, HIDDEN)
+    return message
 
 
 def _snippet(text: str, limit: int = 160) -> str:

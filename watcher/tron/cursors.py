@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -83,6 +83,21 @@ async def write(session: AsyncSession, name: str, pos: Position, now: int) -> No
     session.add(row)
 
 
+_MOVE = (
+    update(ChainCursor)
+    .where(
+        col(ChainCursor.name) == bindparam("c_name"),
+        col(ChainCursor.block_number) == bindparam("c_was"),
+    )
+    .values(
+        block_number=bindparam("c_number"),
+        block_id=bindparam("c_id"),
+        block_ms=bindparam("c_ms"),
+        updated_ms=bindparam("c_now"),
+    )
+)
+
+
 class CursorMoved(Exception):
     """The cursor is not where this writer last saw it: another follower is running."""
 
@@ -94,11 +109,15 @@ async def move(session: AsyncSession, name: str, was: int, pos: Position, now: i
     check keeps that honest.
     """
     result = await session.execute(
-        update(ChainCursor)
-        .where(col(ChainCursor.name) == name, col(ChainCursor.block_number) == was)
-        .values(
-            block_number=pos.number, block_id=pos.block_id, block_ms=pos.block_ms, updated_ms=now
-        )
+        _MOVE,
+        {
+            "c_name": name,
+            "c_was": was,
+            "c_number": pos.number,
+            "c_id": pos.block_id,
+            "c_ms": pos.block_ms,
+            "c_now": now,
+        },
     )
     if getattr(result, "rowcount", 1) != 1:
         raise CursorMoved(f"the {name} cursor is no longer at block {was}")

@@ -19,10 +19,13 @@ there), and no real token moves that much (USDT's whole supply is ~1e17 micro-US
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
+import msgspec
 import structlog
 
 from watcher.tron.address import PREFIX_HEX, to_base58, to_hex
@@ -32,8 +35,6 @@ log = structlog.get_logger("watcher.tron.decode")
 TRANSFER_TOPIC = "ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 SUCCESS = "SUCCESS"
 MAX_AMOUNT = 2**63 - 1  # BIGINT
-_WORD = 64
-_HEX = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,88 +59,167 @@ class Token:
         self._forms = frozenset({self.hex, body, "0x" + body, self.base58})
 
     def is_this(self, printed: object) -> bool:
-        if not isinstance(printed, str):
-            return False
+        if type(printed) is not str:
+            return isinstance(printed, str) and self.is_this(str(printed))
         return printed in self._forms or printed.lower() in self._forms
 
 
-def receipt_succeeded(info: Mapping[str, Any]) -> bool:
-    """SUCCESS in the receipt, and no top-level FAILED (java-tron sets both on failure)."""
-    if info.get("result") == "FAILED":
-        return False
-    receipt = info.get("receipt")
-    return isinstance(receipt, Mapping) and receipt.get("result") == SUCCESS
+# A 32-byte word in hex, optionally 0x-prefixed (what `removeprefix("0x")` then 64 hex digits
+# accepts). A regular expression checks and slices it in one C call: this runs for every
+# Transfer log of the token, about a hundred per mainnet block.
+_ADDRESS_WORD = re.compile(r"(?:0x)?[0-9a-fA-F]{24}([0-9a-fA-F]{40})")
+_UINT_WORD = re.compile(r"(?:0x)?([0-9a-fA-F]{64})")
 
 
 def word_address(topic: object) -> str | None:
     """The `41…` address in a 32-byte topic word, or None if it is not one."""
     if not isinstance(topic, str):
         return None
-    word = topic.removeprefix("0x").lower()
-    if len(word) != _WORD or not _HEX.issuperset(word):
-        return None
-    return PREFIX_HEX + word[-40:]
+    found = _ADDRESS_WORD.fullmatch(topic)
+    return None if found is None else PREFIX_HEX + found[1].lower()
 
 
 def word_uint(data: object) -> int | None:
     """The uint256 in the first 32 bytes of `data`, or None if there is none."""
     if not isinstance(data, str):
         return None
-    word = data.removeprefix("0x")[:_WORD].lower()
-    if len(word) != _WORD or not _HEX.issuperset(word):
-        return None  # int(…, 16) would also take "-…", "+…", "_" and spaces
-    return int(word, 16)
+    found = _UINT_WORD.match(data)  # int(…, 16) alone would also take "-…", "+…", "_", spaces
+    return None if found is None else int(found[1], 16)
 
 
-def transfer_of(
-    txid: str, index: int, log: Mapping[str, Any], token: Token
-) -> TokenTransfer | None:
-    """The Transfer in one log entry of `token`, or None (other contract, event or shape)."""
-    if not token.is_this(log.get("address")):
-        return None
-    topics = log.get("topics")
-    if not isinstance(topics, list) or len(topics) != 3:
-        return None
-    if str(topics[0]).removeprefix("0x").lower() != TRANSFER_TOPIC:
-        return None
-    sender, recipient = word_address(topics[1]), word_address(topics[2])
-    amount = word_uint(log.get("data"))
-    if sender is None or recipient is None or amount is None:
-        return None
-    return TokenTransfer(txid, index, token.hex, sender, recipient, amount)
+# -- transaction infos as the follower reads them ----------------------------------------------
+#
+# A block's infos are 150-400 KB of JSON on mainnet; the follower needs a few fields of each.
+# They are decoded straight into these views (msgspec skips every other field unparsed), about
+# twice as fast as building dicts and reading them. Fields whose type a node could get wrong
+# are `Any`, checked where they are read, as with dicts; an answer of another shape (a receipt
+# or log entry that is not an object) does not fit the views and is decoded as plain JSON,
+# then viewed by `view_of` with the same rules: the two ways always find the same transfers.
 
 
-def transfers_in(info: Mapping[str, Any], token: Token) -> Iterator[TokenTransfer]:
+class LogView(msgspec.Struct):
+    address: Any = None
+    topics: Any = None
+    data: Any = None
+
+
+class ReceiptView(msgspec.Struct):
+    result: Any = None
+
+
+class InfoView(msgspec.Struct):
+    id: Any = None
+    blockNumber: Any = None
+    blockTimeStamp: Any = None
+    result: Any = None
+    receipt: ReceiptView | None = None
+    log: list[LogView] | None = None
+
+
+_INFOS = msgspec.json.Decoder(list[InfoView | None] | dict[str, Any], float_hook=Decimal)
+_PLAIN = msgspec.json.Decoder(float_hook=Decimal)
+_NOT_A_LOG = LogView()
+
+
+def decode_infos(content: bytes) -> Any:
+    """A gettransactioninfobyblocknum answer: a list of InfoView (None for an entry that is not
+    an object), or whatever else the node sent (an `{"Error": …}` object, say), as plain JSON.
+    msgspec.DecodeError when it is not JSON."""
+    try:
+        return _INFOS.decode(content)
+    except msgspec.ValidationError:
+        data = _PLAIN.decode(content)
+        return [view_of(i) for i in data] if isinstance(data, list) else data
+
+
+def view_of(info: object) -> InfoView | None:
+    """A transaction info given as plain JSON (a dict), viewed as the fast path sees it; None
+    when it is not an object. A log entry that is not an object keeps its place (the log
+    index counts every log) and never matches."""
+    if isinstance(info, InfoView) or info is None:
+        return info
+    if not isinstance(info, Mapping):
+        return None
+    receipt, logs = info.get("receipt"), info.get("log")
+    return InfoView(
+        id=info.get("id"),
+        blockNumber=info.get("blockNumber"),
+        blockTimeStamp=info.get("blockTimeStamp"),
+        result=info.get("result"),
+        receipt=ReceiptView(receipt.get("result")) if isinstance(receipt, Mapping) else None,
+        log=[_log_view(e) for e in logs] if isinstance(logs, list | tuple) else None,
+    )
+
+
+def _log_view(entry: object) -> LogView:
+    if not isinstance(entry, Mapping):
+        return _NOT_A_LOG
+    return LogView(entry.get("address"), entry.get("topics"), entry.get("data"))
+
+
+def views_of(infos: Sequence[object]) -> list[InfoView | None]:
+    return [i if type(i) is InfoView else view_of(i) for i in infos]
+
+
+def receipt_succeeded(info: Mapping[str, Any] | InfoView) -> bool:
+    """SUCCESS in the receipt, and no top-level FAILED (java-tron sets both on failure)."""
+    if isinstance(info, InfoView):
+        receipt = info.receipt
+        return info.result != "FAILED" and receipt is not None and receipt.result == SUCCESS
+    if info.get("result") == "FAILED":
+        return False
+    receipt = info.get("receipt")
+    return isinstance(receipt, Mapping) and receipt.get("result") == SUCCESS
+
+
+def _is_transfer_topic(topic: object) -> bool:
+    return topic == TRANSFER_TOPIC or str(topic).removeprefix("0x").lower() == TRANSFER_TOPIC
+
+
+def transfers_in(info: Mapping[str, Any] | InfoView, token: Token) -> Iterator[TokenTransfer]:
     """The positive Transfers of `token` in one successful transaction info.
 
     `log_index` is the log's position in the info's `log` list, counting every log, so
     it is stable whatever else the transaction emitted.
     """
-    logs = info.get("log")
-    if not logs or not receipt_succeeded(info):
-        return
-    txid = str(info.get("id", "")).lower()
-    for index, entry in enumerate(logs):
-        if not isinstance(entry, Mapping):
+    view = view_of(info)
+    if view is not None and view.log:
+        yield from _transfers(view, token)
+
+
+def transfers_in_block(infos: Sequence[object], token: Token) -> list[TokenTransfer]:
+    """Every counting Transfer in a block's infos (views, or plain JSON dicts)."""
+    out: list[TokenTransfer] = []
+    for info in views_of(infos):
+        if info is not None and info.log:  # most transactions emit no log: skip them at once
+            out.extend(_transfers(info, token))
+    return out
+
+
+def _transfers(info: InfoView, token: Token) -> list[TokenTransfer]:
+    """This runs for every log of a block (a few hundred): the checks are written out."""
+    if not receipt_succeeded(info) or not info.log:
+        return []
+    txid = info.id.lower() if isinstance(info.id, str) else str(info.id or "").lower()
+    out = []
+    for index, entry in enumerate(info.log):
+        if not token.is_this(entry.address):
             continue
-        found = transfer_of(txid, index, entry, token)
-        if found is None or found.amount <= 0:
+        topics = entry.topics
+        if not isinstance(topics, list) or len(topics) != 3 or not _is_transfer_topic(topics[0]):
             continue
-        if found.amount > MAX_AMOUNT:
+        sender, recipient = word_address(topics[1]), word_address(topics[2])
+        amount = word_uint(entry.data)
+        if sender is None or recipient is None or amount is None or amount <= 0:
+            continue
+        if amount > MAX_AMOUNT:
             log.error(
                 "decode.amount_out_of_range",
                 txid=txid,
                 log_index=index,
-                to=found.recipient,
-                amount=str(found.amount),
+                to=recipient,
+                amount=str(amount),
             )
             continue
-        yield found
-
-
-def transfers_in_block(infos: list[Any], token: Token) -> list[TokenTransfer]:
-    out: list[TokenTransfer] = []
-    for info in infos:
-        if isinstance(info, Mapping):
-            out.extend(transfers_in(info, token))
+        out.append(TokenTransfer(txid, index, token.hex, sender, recipient, amount))
     return out

@@ -1,9 +1,10 @@
 """The chain follower: walks TRON blocks in order and records USDT transfers to watched addresses.
 
-One loop, one block at a time (procrastinate's worker shape): wait for "a new block, the
-poll interval, or stop"; each step is one unit of work committed in one transaction with
-the cursor move it causes, so a restart resumes exactly where the last commit left off and
-no block is skipped or read twice.
+One loop (procrastinate's worker shape): wait for "the next block is due, the poll interval,
+or stop"; each step is one unit of work committed in one transaction with the cursor move it
+causes, so a restart resumes exactly where the last commit left off and no block is skipped
+or read twice. Blocks are fetched ahead of the walk, `tron.fetch_ahead` at once
+(tron.ahead): the walk still takes them by number, in order.
 
 A step does the first of:
 1. finalize: the node's final height (solidified head, or head - N) is above our `final`
@@ -17,20 +18,26 @@ A step does the first of:
    must match the block (count, block number and timestamp, txids when known): a lagging
    node answering a partial or empty list is retried, never read as "no transfers".
    Transfers are matched (tron.matching), recorded once per (txid, log index), and the
-   payments they touch are re-settled (tron.settle) in the same transaction.
+   payments they touch are re-settled (tron.settle) in the same transaction. While the walk
+   is behind the final height, the final blocks already fetched after it (each extending the
+   one before) are stored in the same transaction, up to BATCH_BLOCKS: settled block by block
+   in memory (tron.reconcile.Ledger), with the results one transaction per block would give.
+   A block fetched before it was final is not trusted as final: it is read again.
 
 On node errors the step raises, the loop backs off with full jitter and retries the same
 block; the client fails over between endpoints. Heads are polled with headers only
 (`/wallet/getblock`, `/walletsolidity/getblock`, no transactions), when the walk has caught
-up or every poll interval.
+up (see idle_wait_s) or every poll interval.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
-from collections.abc import Collection
+from collections import defaultdict
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -52,11 +59,21 @@ from watcher.db.models import Transfer
 from watcher.metrics import Metrics
 from watcher.systemd import Watchdog
 from watcher.tron import cursors
+from watcher.tron.ahead import FetchAhead
 from watcher.tron.client import BlockShape, Header, Heads, NodeError, TronClient
 from watcher.tron.cursors import Cursors, Position
-from watcher.tron.decode import Token, TokenTransfer, transfers_in_block
-from watcher.tron.matching import Match, base58_of, load_book
-from watcher.tron.reconcile import resettle
+from watcher.tron.decode import Token, TokenTransfer, transfers_in_block, views_of
+from watcher.tron.matching import (
+    AddressBook,
+    Candidate,
+    Match,
+    base58_of,
+    candidate_of,
+    load_candidates,
+    pool_keep,
+)
+from watcher.tron.reconcile import Held, Ledger, resettle
+from watcher.tron.settle import Credit
 from watcher.tron.transfers import DROPPED, FINAL, SEEN
 
 log = structlog.get_logger("watcher.tron.follower")
@@ -66,6 +83,26 @@ NODE_BEHIND_LOG_EVERY_S = 60.0  # while the node's head is below `seen`, say so 
 # ... once it has been below for this long: behind a load balancer a poll often reaches a node
 # a block or two behind the one that served the last block, which is no news.
 NODE_BEHIND_GRACE_S = 15.0
+BLOCK_MS = 3_000  # TRON makes a block every 3 s
+FAST_POLL_S = 0.1  # how often the head is asked for once the next block is due
+# While the walk is behind the final height, the blocks already fetched are stored together,
+# this many at most in one transaction: few commits, and a write lock held briefly (SQLite
+# has one writer, the API waits for it).
+BATCH_BLOCKS = 50
+
+
+def idle_wait_s(head_ms: int, now_ms: int, poll_s: float) -> float:
+    """How long to wait, caught up, before asking for the head again: until the next block is
+    due (a block every 3 s after the head's timestamp), then every FAST_POLL_S until it
+    comes; never longer than the poll interval, and the poll interval again once the block is
+    that late (a stalled node is not hammered). A block that becomes final on the node is so
+    seen within about FAST_POLL_S, where a plain poll interval would take up to all of it."""
+    due_in_ms = head_ms + BLOCK_MS - now_ms
+    if due_in_ms > 0:
+        return min(poll_s, due_in_ms / 1000)
+    if -due_in_ms < poll_s * 1000:
+        return min(poll_s, FAST_POLL_S)
+    return poll_s
 
 
 def late_window_ms(settings: Settings) -> int:
@@ -80,8 +117,9 @@ class InconsistentBlock(NodeError):
     """The node's answers about one block do not fit together (lagging node, fork in flight)."""
 
 
-def check_infos(shape: BlockShape, infos: list[Any]) -> None:
-    """Raise unless `infos` are the transaction infos of exactly this block."""
+def check_infos(shape: BlockShape, infos: Sequence[object]) -> None:
+    """Raise unless `infos` (views, or plain JSON dicts) are the transaction infos of exactly
+    this block."""
     header = shape.header
     if len(infos) != shape.tx_count:
         raise InconsistentBlock(
@@ -89,15 +127,15 @@ def check_infos(shape: BlockShape, infos: list[Any]) -> None:
             f"{shape.tx_count} transactions"
         )
     ids = []
-    for info in infos:
-        if not isinstance(info, dict):
+    for info in views_of(infos):
+        if info is None:
             raise InconsistentBlock(f"block {header.number}: a transaction info is not an object")
-        number, stamp = info.get("blockNumber"), info.get("blockTimeStamp")
+        number, stamp = info.blockNumber, info.blockTimeStamp
         if number is not None and number != header.number:
             raise InconsistentBlock(f"block {header.number}: an info is of block {number}")
         if stamp is not None and stamp != header.timestamp_ms:
             raise InconsistentBlock(f"block {header.number}: infos are of another block")
-        txid = info.get("id")
+        txid = info.id
         if not isinstance(txid, str) or not txid:
             raise InconsistentBlock(f"block {header.number}: a transaction info has no id")
         ids.append(txid.lower())
@@ -106,6 +144,30 @@ def check_infos(shape: BlockShape, infos: list[Any]) -> None:
         raise InconsistentBlock(f"block {header.number}: a txid appears twice in its infos")
     if header.txids is not None and sorted(ids) != sorted(t.lower() for t in header.txids):
         raise InconsistentBlock(f"block {header.number}: infos are not this block's transactions")
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A block as the walk needs it: checked against its transaction infos, its token
+    transfers decoded (the infos themselves are not kept)."""
+
+    header: Header
+    tx_count: int
+    transfers: list[TokenTransfer]
+    # Fetched when the block was already final: a block fetched before (ahead of the walk,
+    # above the solidified head) may have been replaced by a fork since, whatever its parent
+    # says, so it is never stored as final; its id is checked again when it becomes final.
+    final: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """Consecutive blocks being stored together and what was read for them."""
+
+    blocks: list[Fetched]
+    addresses: dict[str, str]  # recipient hex -> base58
+    on_address: dict[str, list[Candidate]]
+    known: frozenset[str] | set[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +191,7 @@ class Follower:
         *,
         metrics: Metrics | None = None,
         watchdog: Watchdog | None = None,
+        batch_blocks: int = BATCH_BLOCKS,
     ):
         self._settings = settings
         self._sessions = sessions
@@ -148,6 +211,16 @@ class Follower:
         self._behind_since: float | None = None  # clock seconds; set while the node is behind
         self._behind_logged_at: float | None = None  # when that was last said
         self.failures = 0  # consecutive failed steps
+        in_flight = settings.tron.fetch_ahead
+        self._ahead = FetchAhead(self._fetch, batch_blocks + in_flight, in_flight)
+        self._batch_blocks = batch_blocks
+        self.walk_commits = 0  # transactions that stored walked blocks, and how many blocks
+        self.walked_blocks = 0
+
+    @property
+    def ahead_in_flight(self) -> int:
+        """Blocks being fetched ahead of the walk right now."""
+        return self._ahead.in_flight
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -155,6 +228,13 @@ class Follower:
         if self._watchdog is not None:
             self._watchdog.register(self.name)
         log.info("follower.started", endpoints=len(self._client.endpoints))
+        try:
+            await self._loop(stop)
+        finally:
+            await self._ahead.close()
+        log.info("follower.stopped")
+
+    async def _loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 moved = await self.step()
@@ -169,19 +249,25 @@ class Follower:
                 moved, wait_s = False, delay
             else:
                 self.failures = 0
-                wait_s = self._poll_s
+                wait_s = self.idle_wait_s()
             if self._watchdog is not None:
                 self._watchdog.progress(self.name)
             if not moved:
                 await _wait(stop, wait_s)
-        log.info("follower.stopped")
+
+    def idle_wait_s(self) -> float:
+        if self._heads is None:
+            return self._poll_s
+        return idle_wait_s(self._heads.head.timestamp_ms, self._clock(), self._poll_s)
 
     async def step(self) -> bool:
         """One unit of work; False when there is nothing to do until the chain moves."""
         try:
             return await self._step()
-        except BaseException:
+        except BaseException as exc:
             self._cur = None  # whatever happened, read the cursors again next time
+            if not isinstance(exc, NodeError):
+                self._ahead.forget_from(0)  # blocks fetched ahead stay good after node errors
             raise
 
     async def _step(self) -> bool:
@@ -196,8 +282,7 @@ class Follower:
             await self._finalize(cur, final_target)
             return True
         if cur.seen.number < heads.head.number:
-            n = cur.seen.number + 1
-            await self._walk(cur, n, final=n <= heads.solid)
+            await self._walk(cur, heads)
             return True
         return False
 
@@ -307,6 +392,7 @@ class Follower:
         for txid, index in dropped:
             log.warning("follower.transfer_dropped", txid=txid, log_index=index)
         await cursors.forget_from(s, to.number + 1)
+        self._ahead.forget_from(to.number + 1)
         await cursors.move(s, cursors.SEEN, cur.seen.number, to, now)
         await self._resettle(s, ids, now, to.block_ms)
         self._cur = Cursors(to, cur.final)
@@ -314,27 +400,75 @@ class Follower:
 
     # -- walking -------------------------------------------------------------------------
 
-    async def _walk(self, cur: Cursors, n: int, *, final: bool) -> None:
+    async def _fetch(self, n: int) -> Fetched:
+        """Block `n` as the walk needs it (run ahead of the walk, several at once)."""
+        final = self._heads is not None and n <= self._heads.solid
         shape, infos = await self._client.block(n)
-        header = shape.header
-        if cur.seen.block_id and header.parent_hash != cur.seen.block_id:
-            await self._step_back(cur, header)
-            return
         check_infos(shape, infos)
         found = transfers_in_block(infos, self._token)
+        return Fetched(shape.header, shape.tx_count, found, final)
+
+    async def _walk(self, cur: Cursors, heads: Heads) -> None:
+        n = cur.seen.number + 1
+        first = await self._ahead.take(n, heads.head.number)
+        if n <= heads.solid and not first.final:
+            # Fetched ahead while above the final height, final now: a fork may have replaced
+            # it meanwhile, so it is read again rather than walked and dropped later.
+            self._ahead.forget_from(n)
+            first = await self._ahead.take(n, heads.head.number)
+        if cur.seen.block_id and first.header.parent_hash != cur.seen.block_id:
+            self._ahead.forget_from(n)
+            await self._step_back(cur, first.header)
+            return
+        final = n <= heads.solid
+        blocks = [first, *self._ready_run(first.header, heads.solid)] if final else [first]
+        await self._store_walk(cur, blocks, final=final)
+
+    def _ready_run(self, after: Header, last: int) -> list[Fetched]:
+        """The final blocks after `after` that are fetched already, each extending the one
+        before it: stored with it in one transaction while the walk is far behind."""
+        run: list[Fetched] = []
+        while len(run) + 1 < self._batch_blocks:
+            n = after.number + 1
+            if n > last or not self._ahead.ready(n):
+                break
+            block = self._ahead.take_ready(n)
+            if block.header.parent_hash != after.block_id or not block.final:
+                self._ahead.forget_from(n)  # fetched again and walked on its own
+                break
+            run.append(block)
+            after = block.header
+        return run
+
+    async def _store_walk(self, cur: Cursors, blocks: list[Fetched], *, final: bool) -> None:
+        """Record consecutive blocks and move the cursors past them in one transaction.
+        Final blocks move both cursors (the walk is behind the final height, so `final` is
+        `seen`); a block above the final height is stored alone and remembered by id."""
+        assert not final or cur.final == cur.seen, "final blocks are walked from the final cursor"
+        assert final or len(blocks) == 1, "blocks that may still fork are stored one by one"
+        last = blocks[-1].header
+        pos = Position(last.number, last.block_id, last.timestamp_ms)
         now = self._clock()
-        pos = Position(n, header.block_id, header.timestamp_ms)
         async with transaction(self._sessions) as s:
-            ids = await self._record(s, header, found, final=final, now=now)
+            await self._record(s, blocks, final=final, now=now)
             await cursors.move(s, cursors.SEEN, cur.seen.number, pos, now)
             if final:
                 await cursors.move(s, cursors.FINAL, cur.final.number, pos, now)
             else:
-                await cursors.remember(s, pos, header.parent_hash)
-            await self._resettle(s, ids, now, header.timestamp_ms)
+                await cursors.remember(s, pos, last.parent_hash)
         self._cur = Cursors(pos, pos if final else cur.final)
-        self._position(seen=n, seen_block_ms=header.timestamp_ms, final=n if final else None)
-        log.debug("follower.block", block=n, txs=shape.tx_count, transfers=len(found), final=final)
+        self.walk_commits += 1
+        self.walked_blocks += len(blocks)
+        self._position(
+            seen=pos.number, seen_block_ms=pos.block_ms, final=pos.number if final else None
+        )
+        log.debug(
+            "follower.blocks",
+            first=blocks[0].header.number,
+            last=pos.number,
+            transfers=sum(len(b.transfers) for b in blocks),
+            final=final,
+        )
 
     async def _step_back(self, cur: Cursors, header: Header) -> None:
         if cur.seen.number <= cur.final.number:
@@ -355,58 +489,86 @@ class Follower:
             await self._rollback(s, cur, prev or cur.final, now)
 
     async def _record(
-        self,
-        s: AsyncSession,
-        header: Header,
-        found: list[TokenTransfer],
-        *,
-        final: bool,
-        now: int,
-    ) -> set[str]:
-        """Store this block's transfers to known addresses; the payments they touch."""
+        self, s: AsyncSession, blocks: list[Fetched], *, final: bool, now: int
+    ) -> None:
+        """Store the blocks' transfers to known addresses, each (txid, log index) once, and
+        settle the payments they touch block by block, as one transaction per block would."""
+        found = [t for b in blocks for t in b.transfers]
         if not found:
-            return set()
+            return
         addresses = {t.recipient: base58_of(t.recipient) for t in found}
-        book = await load_book(
-            s,
-            set(addresses.values()),
-            number=header.number,
-            block_ms=header.timestamp_ms,
+        keep = pool_keep(self._pool, blocks[0].header.timestamp_ms, self._late_window_ms)
+        on_address: dict[str, list[Candidate]] = defaultdict(list)
+        for c in await load_candidates(s, set(addresses.values()), keep if self._pool else None):
+            on_address[c.address].append(c)
+        known = self._pool | on_address.keys()
+        ours = [t for t in found if addresses[t.recipient] in known]
+        if not ours:
+            return
+        run = _Run(blocks, addresses, on_address, known)
+        ledger = Ledger()
+        # A first look with the statuses as read names the payments these blocks pay: they
+        # are locked and read at once. (Should a status that an earlier block of the run
+        # changed make another payment match, that one is taken in when it does.)
+        await ledger.hold(s, self._paid(run, ledger))
+        stored = await _stored_keys(s, ours)
+        state = FINAL if final else SEEN
+        rows: list[dict[str, Any]] = []
+        for block in blocks:
+            header, touched = block.header, set()
+            book = self._book(run, block, ledger)
+            for t in block.transfers:
+                address = addresses[t.recipient]
+                m = book.match(address, t.amount)
+                if m is None or (t.txid, t.log_index) in stored:
+                    continue  # not ours, or stored already (it counts once)
+                stored.add((t.txid, t.log_index))
+                rows.append(_row(header, Recorded(t, address, m), state, now))
+                _log_transfer(header, t, address, m, state)
+                if m.payment_id is not None:
+                    credit = Credit(header.number, header.timestamp_ms, t.amount, state)
+                    touched.add(m.payment_id)
+                    await ledger.hold(s, touched)
+                    ledger.add(m.payment_id, Held(credit, t.txid, t.log_index))
+            await ledger.settle(
+                s,
+                touched,
+                now_ms=now,
+                chain_ms=header.timestamp_ms,
+                tolerance_micro=self._tolerance,
+            )
+        if rows:
+            await s.execute(_upsert_dropped(s), rows)
+
+    def _paid(self, run: _Run, ledger: Ledger) -> set[str]:
+        """The payments the run's transfers go to, matched with the statuses as read."""
+        paid = set()
+        for block in run.blocks:
+            book = self._book(run, block, ledger)
+            for t in block.transfers:
+                m = book.match(run.addresses[t.recipient], t.amount)
+                if m is not None and m.payment_id is not None:
+                    paid.add(m.payment_id)
+        return paid
+
+    def _book(self, run: _Run, block: Fetched, ledger: Ledger) -> AddressBook:
+        """One block's matching rules over the payments on its addresses, as they stand now
+        (a payment the run has settled already shows its new status)."""
+        here = {run.addresses[t.recipient] for t in block.transfers} & run.known
+        held = ledger.payments
+        return AddressBook(
+            (
+                candidate_of(held[c.payment_id]) if c.payment_id in held else c
+                for a in here
+                for c in run.on_address.get(a, ())
+            ),
+            here,
+            number=block.header.number,
+            block_ms=block.header.timestamp_ms,
             late_window_ms=self._late_window_ms,
             pool=self._pool,
             tolerance_micro=self._tolerance,
         )
-        ours = []
-        for t in found:
-            m = book.match(addresses[t.recipient], t.amount)
-            if m is not None:
-                ours.append(Recorded(t, addresses[t.recipient], m))
-        if not ours:
-            return set()
-        return await self._store(s, header, ours, final=final, now=now)
-
-    async def _store(
-        self, s: AsyncSession, header: Header, ours: list[Recorded], *, final: bool, now: int
-    ) -> set[str]:
-        """Insert each transfer, or revive it if a fork had dropped it; one that is already
-        credited (seen, final) is left alone: each (txid, log index) counts once."""
-        state = FINAL if final else SEEN
-        rows = [_row(header, r, state, now) for r in ours]
-        await s.execute(_upsert_dropped(s), rows)
-        for r in ours:
-            t, m = r.transfer, r.match
-            log.info(
-                "follower.transfer",
-                txid=t.txid,
-                log_index=t.log_index,
-                block=header.number,
-                to=r.address,
-                amount_micro=t.amount,
-                payment_id=m.payment_id,
-                reason=m.reason,
-                state=state,
-            )
-        return {r.match.payment_id for r in ours if r.match.payment_id}
 
     async def _resettle(self, s: AsyncSession, ids: Collection[str], now: int, chain: int) -> None:
         await resettle(s, ids, now_ms=now, chain_ms=chain, tolerance_micro=self._tolerance)
@@ -436,13 +598,45 @@ def _row(header: Header, r: Recorded, state: str, now: int) -> dict[str, Any]:
     }
 
 
+def _log_transfer(header: Header, t: TokenTransfer, address: str, m: Match, state: str) -> None:
+    log.info(
+        "follower.transfer",
+        txid=t.txid,
+        log_index=t.log_index,
+        block=header.number,
+        to=address,
+        amount_micro=t.amount,
+        payment_id=m.payment_id,
+        reason=m.reason,
+        state=state,
+    )
+
+
+async def _stored_keys(s: AsyncSession, found: list[TokenTransfer]) -> set[tuple[str, int]]:
+    """Which of these transfers are stored already and not dropped: an upsert would leave
+    them alone, so they are credited no second time."""
+    keys = {(t.txid, t.log_index) for t in found}
+    rows = await s.execute(
+        select(col(Transfer.txid), col(Transfer.log_index)).where(
+            col(Transfer.txid).in_(sorted({txid for txid, _ in keys})),
+            col(Transfer.state) != DROPPED,
+        )
+    )
+    return {(txid, index) for txid, index in rows if (txid, index) in keys}
+
+
 def _upsert_dropped(s: AsyncSession) -> Any:
     """INSERT … ON CONFLICT (txid, log_index) DO UPDATE … WHERE the stored row was dropped.
 
     PostgreSQL and SQLite both have it. Run with a list of rows (executemany: one cached
     statement whatever the number of rows).
     """
-    insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+    return _upsert_for(s.get_bind().dialect.name)
+
+
+@functools.cache
+def _upsert_for(dialect: str) -> Any:
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     table = Transfer.metadata.tables["transfer"]
     stmt = insert(table)
     revived = (

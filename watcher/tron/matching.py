@@ -38,6 +38,7 @@ from functools import lru_cache
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
 from watcher.db.models import Payment
@@ -82,6 +83,32 @@ NO_PAYMENT = "no payment open or in its late window on the address"
 POOL_EXACT = "exact amount on a pool address"
 POOL_NEAR = "amount within tron.tolerance_micro on a pool address"
 POOL_NONE = "no single payment of this amount on a pool address"
+
+
+def candidate_of(p: Payment) -> Candidate:
+    return Candidate(
+        p.id,
+        p.address or "",
+        p.status,
+        p.amount_micro or 0,
+        p.expires_ms,
+        -1 if p.created_block is None else p.created_block,
+    )
+
+
+def pool_keep(pool: Collection[str], block_ms: int, late_window_ms: int) -> ColumnElement[bool]:
+    """Which payments on the looked-up addresses a block at `block_ms` or later could pay.
+
+    An address outside the pool has had at most one payment (hd mode: a fresh address
+    each), so every row on it is read: it tells that the address is ours even when its
+    payment is long closed. A pool address is ours by configuration and has had many
+    payments: only those open or within their late window are read.
+    """
+    return or_(
+        col(Payment.status).in_(OPEN_STATES),
+        col(Payment.expires_ms) >= block_ms - late_window_ms,
+        col(Payment.address).not_in(pool),
+    )
 
 
 def eligible(c: Candidate, number: int, block_ms: int, late_window_ms: int) -> bool:
@@ -149,35 +176,12 @@ async def load_book(
     pool: Collection[str] = (),
     tolerance_micro: int = 0,
 ) -> AddressBook:
-    """The payments on `addresses` (base58) that block `number` could pay, in one query.
-
-    An address outside the pool has had at most one payment (hd mode: a fresh address
-    each), so every row on it is read: it tells that the address is ours even when its
-    payment is long closed. A pool address is ours by configuration and has had many
-    payments: only those open or within their late window are read.
-    """
+    """The payments on `addresses` (base58) that block `number` could pay, in one query
+    (`pool_keep` says which rows are read)."""
     if not addresses:
         return AddressBook((), pool, number=number, block_ms=block_ms, late_window_ms=0)
-    query = select(
-        col(Payment.id),
-        col(Payment.address),
-        col(Payment.status),
-        col(Payment.amount_micro),
-        col(Payment.expires_ms),
-        col(Payment.created_block),
-    ).where(col(Payment.address).in_(addresses))
-    if pool:
-        query = query.where(
-            or_(
-                col(Payment.status).in_(OPEN_STATES),
-                col(Payment.expires_ms) >= block_ms - late_window_ms,
-                col(Payment.address).not_in(pool),
-            )
-        )
-    candidates = [
-        Candidate(r[0], r[1] or "", r[2], r[3] or 0, r[4], -1 if r[5] is None else r[5])
-        for r in await session.execute(query)
-    ]
+    keep = pool_keep(pool, block_ms, late_window_ms) if pool else None
+    candidates = await load_candidates(session, addresses, keep)
     known = {*pool, *(c.address for c in candidates)}
     return AddressBook(
         candidates,
@@ -188,3 +192,24 @@ async def load_book(
         pool=pool,
         tolerance_micro=tolerance_micro,
     )
+
+
+async def load_candidates(
+    session: AsyncSession, addresses: Collection[str], keep: ColumnElement[bool] | None = None
+) -> list[Candidate]:
+    """The payments that ever had one of `addresses` (base58), `keep` ones only: one indexed
+    query, not locked."""
+    query = select(
+        col(Payment.id),
+        col(Payment.address),
+        col(Payment.status),
+        col(Payment.amount_micro),
+        col(Payment.expires_ms),
+        col(Payment.created_block),
+    ).where(col(Payment.address).in_(sorted(addresses)))
+    if keep is not None:
+        query = query.where(keep)
+    return [
+        Candidate(r[0], r[1] or "", r[2], r[3] or 0, r[4], -1 if r[5] is None else r[5])
+        for r in await session.execute(query)
+    ]

@@ -1,16 +1,17 @@
 """Apply `settle` to stored payments: the one place chain facts become payment state.
 
-Called inside the transaction that changed the facts (the follower's block, the expirer's
+Called inside the transaction that changed the facts (the follower's blocks, the expirer's
 sweep, `watcher chain verify`), so the new state, its events and their outbox rows commit
-together with the transfers and cursor moves that caused them. Payment rows are locked
-(FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE already serializes writers), in id order
-so two writers never wait on each other in a cycle.
+together with the transfers and cursor moves that caused them. `resettle` reads the stored
+transfers; the follower instead holds a `Ledger` over a run of blocks and adds each block's
+transfers to it before settling that block.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -29,7 +30,8 @@ from watcher.payments.states import (
     REVERTED_EVENT,
 )
 from watcher.tron.settle import Credit, Due, Settlement, settle
-from watcher.tron.view import crypto_blocks
+from watcher.tron.transfers import DROPPED
+from watcher.tron.view import crypto_block
 
 log = structlog.get_logger("watcher.tron.reconcile")
 
@@ -45,6 +47,103 @@ def due_of(payment: Payment) -> Due:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A transfer credited to a payment, with its once-only key, as a Ledger holds it."""
+
+    credit: Credit
+    txid: str
+    log_index: int
+
+
+class Ledger:
+    """Payments and their transfers (dropped ones aside: they never count), locked and held
+    for one transaction.
+
+    Facts are added block after block and each block is settled in memory with that block's
+    time, so a run of blocks stored in one transaction gives exactly the states and events
+    one transaction per block would have given, without reading the payments back each time.
+    Payment rows are locked as they are taken in (FOR UPDATE on PostgreSQL; SQLite's BEGIN
+    IMMEDIATE already serializes writers), in id order within each call.
+    """
+
+    def __init__(self) -> None:
+        self.payments: dict[str, Payment] = {}
+        self._held: dict[str, list[Held]] = defaultdict(list)
+
+    @classmethod
+    async def of_payments(cls, session: AsyncSession, ids: Collection[str]) -> Ledger:
+        ledger = cls()
+        await ledger.hold(session, ids)
+        return ledger
+
+    async def hold(self, session: AsyncSession, ids: Collection[str]) -> None:
+        """Lock and read the payments among `ids` not held yet, with their transfers."""
+        wanted = sorted(set(ids) - self.payments.keys())
+        if not wanted:
+            return
+        query = (
+            select(Payment)
+            .where(col(Payment.id).in_(wanted))
+            .order_by(col(Payment.id))
+            .with_for_update()
+        )
+        payments = (await session.execute(query)).scalars().all()
+        if not payments:
+            return
+        rows = await session.execute(
+            select(
+                col(Transfer.payment_id),
+                col(Transfer.block_number),
+                col(Transfer.block_ms),
+                col(Transfer.amount_micro),
+                col(Transfer.state),
+                col(Transfer.txid),
+                col(Transfer.log_index),
+            ).where(
+                col(Transfer.payment_id).in_([p.id for p in payments]),
+                col(Transfer.state) != DROPPED,
+            )
+        )
+        for pid, number, block_ms, amount, state, txid, index in rows:
+            held = Held(Credit(number, block_ms, amount, state), txid, index)
+            self._held[pid or ""].append(held)
+        self.payments.update((p.id, p) for p in payments)
+
+    def add(self, payment_id: str, held: Held) -> None:
+        self._held[payment_id].append(held)
+
+    def txids(self, payment_id: str) -> list[str]:
+        """The payment's transactions in chain order, as its JSON lists them."""
+        ordered = sorted(
+            self._held.get(payment_id, ()), key=lambda h: (h.credit.block_number, h.log_index)
+        )
+        return list(dict.fromkeys(h.txid for h in ordered))
+
+    async def settle(
+        self,
+        session: AsyncSession,
+        ids: Collection[str],
+        *,
+        now_ms: int,
+        chain_ms: int,
+        tolerance_micro: int,
+    ) -> int:
+        """Re-derive these payments' states from what the ledger holds; the number of events."""
+        events = 0
+        for payment_id in sorted(set(ids)):
+            payment = self.payments[payment_id]  # KeyError: not held (`hold` it first)
+            s = settle(
+                due_of(payment),
+                [h.credit for h in self._held.get(payment_id, ())],
+                now_ms=now_ms,
+                chain_ms=chain_ms,
+                tolerance_micro=tolerance_micro,
+            )
+            events += await apply(session, payment, s, now_ms, self.txids(payment_id))
+        return events
+
+
 async def resettle(
     session: AsyncSession,
     payment_ids: Collection[str],
@@ -53,60 +152,34 @@ async def resettle(
     chain_ms: int,
     tolerance_micro: int,
 ) -> int:
-    """Re-derive the state of these payments from their transfers; the number of events."""
+    """Re-derive the state of these payments from their stored transfers; the number of events."""
     if not payment_ids:
         return 0
-    ids = sorted(set(payment_ids))
-    payments = (
-        (
-            await session.execute(
-                select(Payment)
-                .where(col(Payment.id).in_(ids))
-                .order_by(Payment.id)
-                .with_for_update()
-            )
-        )
-        .scalars()
-        .all()
+    ledger = await Ledger.of_payments(session, payment_ids)
+    return await ledger.settle(
+        session,
+        ledger.payments.keys(),
+        now_ms=now_ms,
+        chain_ms=chain_ms,
+        tolerance_micro=tolerance_micro,
     )
-    rows = await session.execute(
-        select(
-            col(Transfer.payment_id),
-            col(Transfer.block_number),
-            col(Transfer.block_ms),
-            col(Transfer.amount_micro),
-            col(Transfer.state),
-        ).where(col(Transfer.payment_id).in_(ids))
-    )
-    by_payment: dict[str, list[Credit]] = defaultdict(list)
-    for pid, number, block_ms, amount, state in rows:
-        by_payment[pid or ""].append(Credit(number, block_ms, amount, state))
-    events = 0
-    for p in payments:
-        s = settle(
-            due_of(p),
-            by_payment[p.id],
-            now_ms=now_ms,
-            chain_ms=chain_ms,
-            tolerance_micro=tolerance_micro,
-        )
-        events += await apply(session, p, s, now_ms)
-    return events
 
 
-async def apply(session: AsyncSession, payment: Payment, s: Settlement, now_ms: int) -> int:
-    """Store the settlement on the payment and record its events, in order."""
+async def apply(
+    session: AsyncSession, payment: Payment, s: Settlement, now_ms: int, txids: list[str]
+) -> int:
+    """Store the settlement on the payment (one the session holds) and record its events, in
+    order (`txids`: the payment's transactions in chain order, for its JSON)."""
     late_before, received_before = payment.late_micro, payment.received_micro
-    payment.received_micro = s.received_micro
-    payment.confirming_micro = s.confirming_micro
+    _set(payment, received_micro=s.received_micro, confirming_micro=s.confirming_micro)
     for a in s.announcements:
         payment.status = a.status
         if a.event == LATE_EVENT:
             payment.late_micro, payment.late = s.late_micro, s.late
         if a.status in FINAL_STATES and payment.final_ms is None:
             payment.final_ms = now_ms
-        [block] = (await crypto_blocks(session, [payment])).values()
         details = _details(a.event, s, late_before, received_before)
+        block = crypto_block(payment, txids)
         await record_event(session, payment, a.event, now_ms, details, block=block)
         log.info(
             "payment." + a.event.removeprefix("payment."),
@@ -115,10 +188,16 @@ async def apply(session: AsyncSession, payment: Payment, s: Settlement, now_ms: 
             received_micro=s.received_micro,
             late_micro=s.late_micro,
         )
-    payment.status, payment.late_micro, payment.late = s.status, s.late_micro, s.late
-    payment.updated_ms = now_ms
-    session.add(payment)
+    _set(payment, status=s.status, late_micro=s.late_micro, late=s.late, updated_ms=now_ms)
     return len(s.announcements)
+
+
+def _set(payment: Payment, **values: Any) -> None:
+    """Assign the values that differ: each assignment to a model costs validation and change
+    tracking, and a settlement mostly confirms what is stored."""
+    for name, value in values.items():
+        if getattr(payment, name) != value:
+            setattr(payment, name, value)
 
 
 def _details(
