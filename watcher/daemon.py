@@ -195,6 +195,7 @@ class Daemon:
                         services.clock,
                         worker_id=f"{socket.gethostname()}-{os.getpid()}",
                         metrics=metrics,
+                        doorbell=services.doorbell,
                     )
                 )
             api = ApiServer(services, metrics, sock) if sock is not None else None

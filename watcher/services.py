@@ -10,6 +10,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from watcher import rates, wallets
+from watcher.callbacks.doorbell import Doorbell
 from watcher.clock import Clock, now_ms
 from watcher.config import Settings
 from watcher.db.engine import create_engine, session_factory
@@ -33,6 +34,7 @@ class Services:
     http: httpx.AsyncClient
     clock: Clock = now_ms
     providers: dict[str, Provider] = field(default_factory=dict)
+    doorbell: Doorbell = field(default_factory=Doorbell)  # rung by commits that queue callbacks
     payments: PaymentService = field(init=False)
 
     def __post_init__(self) -> None:
@@ -58,8 +60,9 @@ async def build_services(settings: Settings, clock: Clock = now_ms) -> AsyncIter
     addresses = wallets.build_allocator(settings, clock=clock)
     providers = build_providers(settings)
     engine = create_engine(settings.database.url)
+    doorbell = Doorbell()
     try:
-        sessions = session_factory(engine)
+        sessions = session_factory(engine, on_end=doorbell.transaction_ended)
         async with sessions() as session, session.begin():
             box = await open_box(session, settings.database.url)
             await ensure_test_secrets(session, box)
@@ -76,6 +79,7 @@ async def build_services(settings: Settings, clock: Clock = now_ms) -> AsyncIter
         http=httpx.AsyncClient(timeout=settings.tron.request_timeout_s, follow_redirects=False),
         clock=clock,
         providers=providers,
+        doorbell=doorbell,
     )
     try:
         yield services

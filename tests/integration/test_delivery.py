@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tests.support.callbacks import (
     add_event,
@@ -23,8 +23,10 @@ from tests.support.callbacks import (
 )
 from tests.support.servers import serve_asgi
 from watcher.callbacks.delivery import DeliveryWorker
+from watcher.callbacks.doorbell import Doorbell
 from watcher.callbacks.receiver import ACK, CallbackReceiver, Received
 from watcher.clock import now_ms
+from watcher.db.engine import session_factory
 from watcher.merchants import Credentials
 from watcher.secrets import SecretBox, load_box
 
@@ -297,3 +299,37 @@ async def test_the_loop_delivers_what_arrives_and_stops_when_told(rig: Rig) -> N
         await asyncio.wait_for(running, 30)
     assert [r.status for r in await callback_rows(rig.sessions)] == ["delivered"] * 20
     assert sorted(receiver.event_ids().values()) == [1] * 20
+
+
+async def test_a_callback_queued_in_this_process_is_sent_at_once_not_at_the_next_poll(
+    rig: Rig, engine: AsyncEngine
+) -> None:
+    """A commit that queues a callback rings the doorbell: the worker, idle with a poll
+    interval of a minute, sends it at once; a rolled-back one rings nothing."""
+    bell = Doorbell()
+    sessions = session_factory(engine, on_end=bell.transaction_ended)
+    settings = callback_settings(rig.db_url, poll_interval_s=60)
+    receiver = rig.receiver()
+    async with serve_asgi(receiver) as url:
+        worker = DeliveryWorker(
+            settings, sessions, rig.box, rig.http, rig.clock, "w1", doorbell=bell
+        )
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop))
+        try:
+            await asyncio.sleep(0.2)  # claimed nothing, now waiting out its minute
+            with pytest.raises(RuntimeError):
+                async with sessions() as s, s.begin():
+                    await add_event(s, rig.merchant.id, url, rig.clock(), ref="ROLLED-BACK")
+                    raise RuntimeError("the transaction fails")
+            assert not bell.rung.is_set()
+            async with sessions() as s, s.begin():
+                event = await add_event(s, rig.merchant.id, url, rig.clock(), ref="ORD-1")
+            for _ in range(200):
+                if receiver.received:
+                    break
+                await asyncio.sleep(0.01)
+            assert [r.event_id for r in receiver.received] == [event.event_id]
+        finally:
+            stop.set()
+            await running

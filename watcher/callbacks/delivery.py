@@ -1,6 +1,7 @@
 """The delivery worker: the only part of the daemon that talks to merchants.
 
-One loop waits on "a slot freed, the poll interval, or stop"; each claimed callback is sent by
+One loop waits on "a slot freed, callbacks queued in this process (the doorbell), the poll
+interval, or stop"; each claimed callback is sent by
 its own task, at most `callbacks.concurrency` at once and `callbacks.per_host_concurrency` per
 host (host:port), so a slow or dead endpoint holds a few slots of its own and never the rest.
 
@@ -29,6 +30,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from watcher.callbacks import retry
+from watcher.callbacks.doorbell import Doorbell
 from watcher.callbacks.outbox import Job, Mark, Outbox
 from watcher.callbacks.sender import Outcome, Sender
 from watcher.clock import Clock, iso, now_ms
@@ -69,6 +71,7 @@ class DeliveryWorker:
         *,
         uniform: retry.Uniform = random.uniform,
         metrics: Metrics | None = None,
+        doorbell: Doorbell | None = None,
     ) -> None:
         self._cfg = settings.callbacks
         self._clock = clock
@@ -82,6 +85,7 @@ class DeliveryWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._claims_failing = False  # the last claim met a database error
         self._slot_freed = asyncio.Event()
+        self._queued = (doorbell or Doorbell()).rung
         self._claim_batch = max(1, self._cfg.concurrency // 4)
         self._marks: list[tuple[Mark, asyncio.Future[bool]]] = []
         self._marking = False
@@ -96,6 +100,9 @@ class DeliveryWorker:
             while not stop.is_set():
                 self._slot_freed.clear()
                 more = False
+                if self._queued.is_set() and self._free() > 0:
+                    self._queued.clear()  # rung again by any commit from here on
+                    last_claim = -math.inf
                 if self._claim_now(time.monotonic() - last_claim):
                     last_claim = time.monotonic()
                     more = await self._fill_or_back_off()
@@ -163,6 +170,8 @@ class DeliveryWorker:
 
     async def _wait(self, stop: asyncio.Event) -> None:
         waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(self._slot_freed.wait())]
+        if self._free() > 0:  # with every slot busy, a freed slot is what to wait for
+            waiters.append(asyncio.create_task(self._queued.wait()))
         try:
             await asyncio.wait(
                 waiters, timeout=self._cfg.poll_interval_s, return_when=asyncio.FIRST_COMPLETED

@@ -12,7 +12,7 @@ asked for it: a command, a request, a loop.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 
 from watcher.db.errors import cannot_connect, unavailable
 
@@ -124,8 +125,23 @@ def _sqlite_pragmas(engine: AsyncEngine, url: str) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+TransactionEnded = Callable[[Session, bool], None]
+
+
+def session_factory(
+    engine: AsyncEngine, *, on_end: TransactionEnded | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions on `engine`; `on_end(session, committed)` is told when each of their
+    transactions ends (after the commit or the rollback)."""
+    if on_end is None:
+        return async_sessionmaker(engine, expire_on_commit=False)
+
+    class Watched(Session):
+        pass
+
+    event.listen(Watched, "after_commit", lambda s: on_end(s, True))
+    event.listen(Watched, "after_rollback", lambda s: on_end(s, False))
+    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=Watched)
 
 
 @asynccontextmanager

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from watcher import jsonio
+from watcher.callbacks.doorbell import mark_queued
 from watcher.db.models import Callback, Payment, PaymentEvent
 from watcher.payments.methods import Block
 from watcher.payments.states import EVENT_TYPES
@@ -55,6 +56,7 @@ async def record_event(
     # of tables without a relationship(): write the event first.
     await session.flush()
     if payment.callback_url:
+        mark_queued(session)
         session.add(
             Callback(
                 event_id=event.event_id,
