@@ -46,8 +46,12 @@ def loads(text: str | bytes, *, unique_keys: bool = True) -> Any:
     """Parse JSON with every non-integer number as Decimal (never float).
 
     ValueError for a key repeated in one object, unless `unique_keys` is False (the last one
-    then wins).
+    then wins), and for bytes that are not UTF-8: json.loads would guess UTF-16 or UTF-32,
+    and read a body that a proxy taking it as UTF-8 (RFC 8259) cannot read at all.
     """
+    if isinstance(text, bytes | bytearray):
+        # A leading UTF-8 byte order mark is tolerated, as before (RFC 8259 allows it).
+        text = bytes(text).decode("utf-8-sig")  # UnicodeDecodeError is a ValueError
     return json.loads(
         text,
         parse_float=Decimal,

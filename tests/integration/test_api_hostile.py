@@ -126,3 +126,21 @@ async def test_duplicate_keys_are_refused_and_create_nothing(api: ApiHarness) ->
             f"{api.url}/api/payment/status", params={"externalRef": ref}, headers=api.headers()
         )
         assert status.status_code == 404, (ref, status.text)
+
+
+async def test_a_body_not_in_utf8_is_refused_and_creates_nothing(api: ApiHarness) -> None:
+    # JSON between systems is UTF-8 (RFC 8259). Python's json.loads also guesses UTF-16 and
+    # UTF-32 from bytes, so a body a proxy or WAF could not read as JSON at all made a payment.
+    text = '{"amount":1000,"fullName":"A","externalRef":"U16-1","provider":"crypto"}'
+    for content in (text.encode("utf-16"), text.encode("utf-16-le"), text.encode("utf-32")):
+        resp = await api.http.post(
+            f"{api.url}/api/payment/create",
+            content=content,
+            headers={**api.headers(), "content-type": "application/json"},
+        )
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["error"]["code"] == "INVALID_REQUEST"
+    status = await api.http.get(
+        f"{api.url}/api/payment/status", params={"externalRef": "U16-1"}, headers=api.headers()
+    )
+    assert status.status_code == 404, status.text
