@@ -1,8 +1,14 @@
 """Async engine and sessions for SQLite (default) and PostgreSQL.
 
-SQLite runs in WAL mode with a busy timeout, and every transaction starts with
-BEGIN IMMEDIATE: a read that later writes would otherwise fail with "database is locked"
-instead of waiting. One writer at a time is SQLite's model; we follow it rather than fight it.
+SQLite runs in WAL mode, and one writer at a time is its model; we follow it inside the
+process rather than let its busy handler sort writers out (it sleeps up to 100 ms between
+tries while the event loop idles). A transaction opened with `session.begin()` (or
+`transaction()`) is a writer: it takes the engine's writer lock, then BEGIN IMMEDIATE, and
+holds both until it ends, so writers of one process queue in order and never meet SQLite's
+lock. A session used without `begin()` only reads: a deferred BEGIN, no lock (WAL readers
+never wait for the writer). Code that writes must therefore open its transaction with
+`begin()` — which it does anyway, to commit. Connections used directly (migrations) keep
+BEGIN IMMEDIATE. On PostgreSQL none of this applies: sessions are plain.
 
 A connection that cannot be opened (server down, unknown database or role, a file that is
 not SQLite or cannot be created) raises DatabaseUnavailable naming database.url, whoever
@@ -11,14 +17,16 @@ asked for it: a command, a request, a loop.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -122,7 +130,60 @@ def _sqlite_pragmas(engine: AsyncEngine, url: str) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        reads = conn.get_execution_options().get(_MODE) == _READ
+        conn.exec_driver_sql("BEGIN" if reads else "BEGIN IMMEDIATE")
+
+
+# SQLite sessions carry this execution option: "read" by default, "write" once begin() took the
+# writer lock; the `begin` listener above turns it into BEGIN or BEGIN IMMEDIATE.
+_MODE = "watcher_sqlite_mode"
+_READ, _WRITE = "read", "write"
+_writer_locks: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def writer_lock(engine: AsyncEngine) -> asyncio.Lock:
+    """The one writer of this process on a SQLite database (an engine's, shared by all its
+    session factories)."""
+    lock = _writer_locks.get(engine.sync_engine)
+    if lock is None:
+        lock = _writer_locks[engine.sync_engine] = asyncio.Lock()
+    return lock
+
+
+class _SqliteSession(AsyncSession):
+    """begin() takes the engine's writer lock before BEGIN IMMEDIATE (see the module's
+    docstring); a session that never calls it reads under a deferred BEGIN."""
+
+    def begin(self) -> Any:
+        return _Writing(self)
+
+
+class _Writing:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+        bind = session.bind
+        assert isinstance(bind, AsyncEngine)
+        self._lock = writer_lock(bind)
+        self._tx: Any = None
+
+    async def __aenter__(self) -> Any:
+        await self._lock.acquire()
+        try:
+            self._tx = AsyncSession.begin(self._session)
+            await self._tx.__aenter__()
+            await self._session.connection(execution_options={_MODE: _WRITE})
+        except BaseException:
+            if self._tx is not None:
+                await self._tx.__aexit__(None, None, None)
+            self._lock.release()
+            raise
+        return self._tx
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        try:
+            return await self._tx.__aexit__(*exc)
+        finally:
+            self._lock.release()
 
 
 TransactionEnded = Callable[[Session, bool], None]
@@ -131,17 +192,21 @@ TransactionEnded = Callable[[Session, bool], None]
 def session_factory(
     engine: AsyncEngine, *, on_end: TransactionEnded | None = None
 ) -> async_sessionmaker[AsyncSession]:
-    """Sessions on `engine`; `on_end(session, committed)` is told when each of their
-    transactions ends (after the commit or the rollback)."""
-    if on_end is None:
-        return async_sessionmaker(engine, expire_on_commit=False)
+    """Sessions on `engine` (on SQLite: readers, and a writer once `begin()` is called);
+    `on_end(session, committed)` is told when each of their transactions ends (after the
+    commit or the rollback)."""
+    kw: dict[str, Any] = {"expire_on_commit": False}
+    if engine.dialect.name == "sqlite":
+        kw.update(class_=_SqliteSession, execution_options={_MODE: _READ})
+    if on_end is not None:
 
-    class Watched(Session):
-        pass
+        class Watched(Session):
+            pass
 
-    event.listen(Watched, "after_commit", lambda s: on_end(s, True))
-    event.listen(Watched, "after_rollback", lambda s: on_end(s, False))
-    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=Watched)
+        event.listen(Watched, "after_commit", lambda s: on_end(s, True))
+        event.listen(Watched, "after_rollback", lambda s: on_end(s, False))
+        kw["sync_session_class"] = Watched
+    return async_sessionmaker(engine, **kw)
 
 
 @asynccontextmanager
