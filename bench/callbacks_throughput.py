@@ -116,7 +116,12 @@ async def main(url, name, concurrency):
         await asyncio.gather(worker.run(stop), until_empty())
     await engine.dispose()
 
-asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+run = asyncio.run
+try:
+    from watcher.eventloop import run  # the loop `watcher deliver` runs on (uvloop)
+except ImportError:  # an older checkout
+    pass
+run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
 """
 
 
