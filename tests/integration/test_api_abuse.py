@@ -15,6 +15,7 @@ import pytest
 from tests.integration.conftest import ApiHarness
 from watcher.config import LogSettings
 from watcher.logs import configure_logging
+from watcher.merchants import rotate
 
 
 @pytest.fixture
@@ -58,6 +59,34 @@ async def test_wrong_api_keys_are_rate_limited_per_client_address(api: ApiHarnes
         url, params={"transactionId": "txn_1"}, headers={**api.headers(), **_from("203.0.113.7")}
     )
     assert shared.status_code == 404
+
+
+async def test_a_stale_server_sending_the_old_key_does_not_lock_out_the_new_one(
+    api: ApiHarness,
+) -> None:
+    """A merchant rotates its key; one of its servers behind the same address keeps sending
+    the revoked key. That server is refused (401, then 429), but the servers already on the
+    new key, which this process has never seen authenticate, must get through."""
+    limit = api.services.settings.api.auth_failures_per_minute
+    url = f"{api.url}/api/payment/status"
+    old_key = api.merchant.api_key
+    async with api.services.sessions() as s, s.begin():
+        fresh = await rotate(s, api.services.box, "shop", secret=False)
+    stale = {"x-api-key": old_key, **_from("203.0.113.20")}
+    answers = [
+        (await api.http.get(url, params={"transactionId": "txn_1"}, headers=stale)).status_code
+        for _ in range(limit + 5)
+    ]
+    assert set(answers[:limit]) == {401} and set(answers[limit:]) == {429}, answers
+    updated = {"x-api-key": fresh.api_key, **_from("203.0.113.20")}
+    r = await api.http.get(url, params={"transactionId": "txn_1"}, headers=updated)
+    assert r.status_code == 404, r.text  # authenticated: there is no such payment
+    # Strangers trying many keys from an address still get no lookups once over the limit.
+    for n in range(limit):
+        guess = {"x-api-key": f"sk_live_{n:043d}", **_from("203.0.113.21")}
+        assert (await api.http.get(url, headers=guess)).status_code == 401
+    guess = {"x-api-key": "sk_live_" + "y" * 43, **_from("203.0.113.21")}
+    assert (await api.http.get(url, headers=guess)).status_code == 429
 
 
 async def test_checkout_pages_are_rate_limited_per_client_address(api: ApiHarness) -> None:

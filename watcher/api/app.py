@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from watcher.api import checkout, errors, events, health, payments, providers, sandbox
-from watcher.api.auth import RecentKeys
+from watcher.api.auth import RecentKeys, WrongKeys
 from watcher.api.bodylimit import BodyLimit
 from watcher.api.ratelimit import PageLimit, RateLimiter
 from watcher.metrics import HttpMetrics, Metrics
@@ -26,7 +26,9 @@ def create_app(services: Services, metrics: Metrics | None = None) -> FastAPI:
     limits = services.settings.api
     app.state.rate_limiter = RateLimiter(limits.rate_limit_per_minute)
     app.state.auth_failures = RateLimiter(limits.auth_failures_per_minute)
+    app.state.new_keys = RateLimiter(limits.auth_failures_per_minute)
     app.state.recent_keys = RecentKeys()
+    app.state.wrong_keys = WrongKeys()
     errors.install(app)
     for module in (payments, events, checkout, health, providers, sandbox):
         app.include_router(module.router)
