@@ -262,6 +262,15 @@ class ProvidersSettings(_Section):
         chosen = {"card": self.card, "bank": self.bank, "wallet": self.wallet}
         return {method: name for method, name in chosen.items() if name}
 
+    def configured(self) -> list[str]:
+        """The adapters whose settings are complete, used by a method now or not: they keep
+        answering the webhooks and status questions of payments made before a switch."""
+        return [
+            name
+            for name, keys in _REQUIRED.items()
+            if all(getattr(getattr(self, name), key) for key in keys)
+        ]
+
     @model_validator(mode="after")
     def _complete(self) -> ProvidersSettings:
         for method, name in self.enabled().items():

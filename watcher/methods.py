@@ -49,12 +49,16 @@ async def blocks(session: AsyncSession, payments: Sequence[Payment]) -> dict[str
 
 
 def build_providers(settings: Settings) -> dict[str, Provider]:
-    """The adapters of the enabled payment methods, and the sandbox; by name."""
+    """The adapters of the enabled payment methods, those configured but not used by a method
+    now (payments made before a switch still get their webhooks and status questions
+    answered), and the sandbox; by name."""
     public_url = settings.public_url()
     built: dict[str, Provider] = {"sandbox": SandboxProvider(public_url)}
-    for method, name in settings.providers.enabled().items():
-        if name in built:
-            continue
+    chosen = settings.providers.enabled()
+    wanted = {name: method for method, name in chosen.items()}
+    for name in settings.providers.configured():
+        wanted.setdefault(name, "")
+    for name, method in wanted.items():
         if name == "stripe":
             # Imported only when configured: the stripe package takes a fifth of a second
             # to import, which every CLI command would pay otherwise.
@@ -69,7 +73,7 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
             built[name] = KazawalletProvider(settings.providers.kazawallet)
         else:  # the settings allow no other name
             raise ConfigError(
-                f"providers.{method} = {name!r}: that adapter is not part of this version"
+                f"providers.{method or name} = {name!r}: that adapter is not part of this version"
             )
     return built
 
@@ -84,7 +88,5 @@ def build_methods(
     methods: dict[str, PaymentMethod] = {"crypto": CryptoMethod(settings, rates, addresses)}
     ttl_ms = int(Decimal(str(settings.providers.session_ttl_min)) * 60_000)
     for kind, name in settings.providers.enabled().items():
-        methods[kind] = ProviderMethod(
-            kind, providers[name], providers["sandbox"], settings.public_url(), ttl_ms, rates
-        )
+        methods[kind] = ProviderMethod(kind, name, providers, settings.public_url(), ttl_ms, rates)
     return methods

@@ -8,6 +8,7 @@ import io
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 
 import httpx
@@ -17,10 +18,11 @@ from sqlalchemy import select, update
 from sqlmodel import col
 
 from tests.integration.conftest import ApiHarness
-from tests.support.cards import CardHarness, card_harness
+from tests.support.cards import WEBHOOK_SECRET, CardHarness, card_harness
 from tests.support.servers import serve_asgi
+from watcher.api.app import create_app
 from watcher.callbacks.receiver import CallbackReceiver
-from watcher.config import LogSettings, StripeSettings
+from watcher.config import LogSettings, ProvidersSettings, StripeSettings
 from watcher.db.models import Payment, PaymentReport
 from watcher.devchain import stripe as fake_stripe
 from watcher.devchain.stripe import FakeStripe
@@ -29,6 +31,7 @@ from watcher.logs import configure_logging
 from watcher.providers.base import Order
 from watcher.providers.reconcile import ProviderReconciler
 from watcher.providers.stripe import StripeProvider
+from watcher.services import build_services
 
 
 @pytest.fixture
@@ -239,3 +242,52 @@ async def test_stripe_s_own_chatter_stays_out_of_the_log() -> None:
         root.setLevel(level)
     logged = stream.getvalue()
     assert "Invalid currency" not in logged and "ahmet@example.com" not in logged, logged
+
+
+@asynccontextmanager
+async def _restarted(cards: CardHarness, providers: ProvidersSettings) -> AsyncIterator[str]:
+    """The daemon started again on the same database with other [providers] settings."""
+    settings = cards.services.settings.model_copy(update={"providers": providers})
+    async with build_services(settings) as services, serve_asgi(create_app(services)) as url:
+        yield url
+
+
+async def test_card_payments_still_open_when_cards_are_switched_off_are_not_lost(
+    cards: CardHarness,
+) -> None:
+    """The operator turns card payments off (`card` unset) while a payer is on Stripe's page,
+    keeping the Stripe keys. The payer's money must still complete the payment: the Stripe
+    webhook is still received, not answered 404 until Stripe gives up."""
+    created = await cards.card()
+    txn, sid = created.json()["transactionId"], cards.session_of(created)
+    stripe_settings = cards.services.settings.providers.stripe
+    async with _restarted(cards, ProvidersSettings(stripe=stripe_settings)) as url:
+        off = await cards.card(externalRef="ORD-AFTER")
+        body, headers = cards.stripe.signed(cards.stripe.complete(sid), WEBHOOK_SECRET)
+        hook = await cards.http.post(
+            f"{url}/providers/stripe/webhook", content=body, headers=headers
+        )
+    assert off.status_code == 200  # the old process; the new one takes no card payments
+    assert hook.status_code == 200, hook.text
+    assert (await cards.status(txn))["status"] == "completed"
+
+
+async def test_a_payment_whose_provider_is_no_longer_configured_is_not_expired_blind(
+    cards: CardHarness,
+) -> None:
+    """With Stripe's settings gone nobody can ask Stripe whether it was paid; expiring it on
+    the clock would tell the merchant 'not paid' for money Stripe may hold."""
+    created = await cards.card()
+    txn = created.json()["transactionId"]
+    settings = cards.services.settings.model_copy(update={"providers": ProvidersSettings()})
+    async with build_services(settings) as services:
+        start = services.clock()
+        reconciler = ProviderReconciler(
+            settings,
+            services.sessions,
+            services.providers,
+            services.payments,
+            lambda: start + (3600 + 121) * 1000,
+        )
+        await reconciler.step()
+    assert (await cards.status(txn))["status"] == "pending"

@@ -9,7 +9,7 @@ payments are; the rate is kept on the payment.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -25,6 +25,7 @@ from watcher.payments.methods import Block, Opener
 from watcher.payments.outcomes import Report
 from watcher.payments.request import CreateRequest
 from watcher.providers.base import Order, Provider, Tracked
+from watcher.providers.sandbox import NAME as SANDBOX
 from watcher.rates.base import RateSource
 
 log = structlog.get_logger("watcher.providers")
@@ -34,17 +35,19 @@ class ProviderMethod:
     def __init__(
         self,
         kind: str,
-        live: Provider,
-        sandbox: Provider,
+        live: str,
+        adapters: Mapping[str, Provider],
         public_url: str,
         ttl_ms: int,
         rates: RateSource,
     ) -> None:
+        """`live`: the adapter new live payments of this kind go to; `adapters`: every one
+        built (a payment keeps the adapter it was made with, also after a switch)."""
         self.kind = kind
         self._rates = rates
-        self._adapters = {live.name: live, sandbox.name: sandbox}
-        self._live = live.name
-        self._sandbox = sandbox.name
+        self._adapters = adapters
+        self._live = live
+        self._sandbox = SANDBOX
         self._public_url = public_url
         self._ttl_ms = ttl_ms
 
@@ -69,7 +72,9 @@ class ProviderMethod:
         return payment.provider_ref is not None
 
     async def start(self, payment: Payment) -> None:
-        adapter = self._adapters[payment.provider_name or self._live]
+        adapter = self._adapters.get(payment.provider_name or self._live)
+        if adapter is None:
+            raise ProviderError(f"provider {payment.provider_name!r} is not configured")
         started = await adapter.start(self.order(payment))
         payment.provider_ref = started.reference
         payment.redirect_url = started.redirect_url

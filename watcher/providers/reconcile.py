@@ -10,7 +10,7 @@ in transit cannot leave a paid payment pending: the answer is applied like a web
 same reports, the same events). A payment nobody can ask about (the sandbox, a provider
 without a status call, one whose start never finished) expires on the clock once its
 deadline is GRACE_MS past; money that still comes is reported as late, never lost. One whose
-provider does not answer stays open until it does.
+provider does not answer, or is no longer configured, stays open until it can be asked.
 
 One runs per deployment, beside the chain follower (on PostgreSQL, on the elected scanner).
 """
@@ -146,8 +146,11 @@ class ProviderReconciler:
             )
 
     async def _ask(self, payment: Payment) -> Report | None:
+        if payment.provider_ref is None:
+            return None  # its start never finished: no page was ever shown to pay on
         adapter = self._providers.get(payment.provider_name or "")
-        if adapter is None or payment.provider_ref is None:
-            return None
+        if adapter is None:
+            # Its provider's settings are gone: whether it was paid cannot be asked.
+            raise ProviderError(f"provider {payment.provider_name!r} is not configured")
         tracked = Tracked(payment.id, payment.provider_ref, payment.expires_ms, payment.provider)
         return await adapter.fetch(tracked)
