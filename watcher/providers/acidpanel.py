@@ -31,7 +31,6 @@ from typing import Any, Final
 
 import httpx
 
-from watcher import jsonio
 from watcher.clock import Clock, now_ms
 from watcher.config import AcidPanelSettings
 from watcher.errors import ProviderError
@@ -44,7 +43,15 @@ from watcher.payments.outcomes import (
     Report,
 )
 from watcher.providers.base import Inbound, Order, Started, Tracked, WebhookRejected
-from watcher.providers.wire import amount_field, clean, http_url, post_json, said, text_field
+from watcher.providers.wire import (
+    amount_field,
+    clean,
+    http_url,
+    json_object,
+    post_json,
+    said,
+    text_field,
+)
 
 NAME: Final = "acidpanel"
 TOLERANCE_S: Final = 300
@@ -171,14 +178,9 @@ class AcidPanelProvider:
         stamp = inbound.headers.get("x-timestamp", "").strip()
         if not given or not stamp:
             raise WebhookRejected("X-Hash or X-Timestamp is missing")
-        if not stamp.isdigit() or abs(inbound.received_ms - int(stamp) * 1000) > TOLERANCE_S * 1000:
+        if not _fresh(stamp, inbound.received_ms):
             raise WebhookRejected("X-Timestamp is not within 5 minutes of now")
-        try:
-            payload = jsonio.loads(inbound.body)
-        except ValueError:
-            raise WebhookRejected("the body is not JSON") from None
-        if not isinstance(payload, dict):
-            raise WebhookRejected("the body is not a JSON object")
+        payload = json_object(inbound.body)
         tracking, status = _str(payload, "tracking_code"), _str(payload, "status")
         expected = callback_hash(self._api_key, self._secret_key, tracking, status, stamp)
         if not hmac.compare_digest(expected.encode(), given.encode()):
@@ -216,6 +218,13 @@ class AcidPanelProvider:
             reason = said(data) or "no reason given"
             raise ProviderError(f"{WHO} refused {what} (HTTP {status}): {reason}")
         return data
+
+
+def _fresh(stamp: str, now_ms: int) -> bool:
+    """Unix seconds (ASCII digits only: str.isdigit also takes '²') within 5 minutes."""
+    if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 12:
+        return False
+    return abs(now_ms - int(stamp) * 1000) <= TOLERANCE_S * 1000
 
 
 def _data(answer: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,11 +22,10 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any, Final
 
-from watcher import jsonio
 from watcher.config import BankTransferSettings
 from watcher.payments.outcomes import FAILED_OUTCOME, PAID, Report
 from watcher.providers.base import Inbound, Order, Started, Tracked, WebhookRejected
-from watcher.providers.wire import amount_field, clean, text_field
+from watcher.providers.wire import amount_field, clean, json_object, text_field
 
 NAME: Final = "banktransfer"
 
@@ -51,13 +50,7 @@ class BankTransferProvider:
             raise WebhookRejected("the webhook token in the path is wrong")
         if not self._sender_allowed(inbound.client_ip):
             raise WebhookRejected("the sender's address is not in allowed_ips")
-        try:
-            payload = jsonio.loads(inbound.body)
-        except ValueError:
-            raise WebhookRejected("the body is not JSON") from None
-        if not isinstance(payload, dict):
-            raise WebhookRejected("the body is not a JSON object")
-        return [_report(payload)]
+        return [_report(json_object(inbound.body))]
 
     async def fetch(self, tracked: Tracked) -> Report | None:
         return None
@@ -90,7 +83,7 @@ def _report(payload: Mapping[str, Any]) -> Report:
     status = text_field(payload, "status") or ""
     kind = text_field(payload, "type") or "deposit"
     # One report per (their transaction, status); without their id, per our processId.
-    key = f"{theirs}:{status}" if theirs else f"process:{ours}:{status}"
+    key = f"{theirs}:{status}" if theirs else f"process:{ours or ''}:{status}"
     if kind != "deposit":  # a withdraw callback: not ours to act on
         return Report(key=f"{kind}:{key}", type=f"{kind}.{status}"[:64], outcome=None)
     outcome = DEPOSIT_STATUSES.get(status)

@@ -95,7 +95,7 @@ class KazawalletProvider:
         order_id, given = text_field(payload, "order_id"), text_field(payload, "secret")
         amount = _amount_text(payload.get("amount"))
         if order_id is None or given is None or amount is None:
-            raise WebhookRejected("order_id, secret or amount is missing")
+            raise WebhookRejected("order_id, secret or a valid amount is missing")
         expected = webhook_secret(amount, order_id, self._api_key, self._api_secret)
         if not hmac.compare_digest(expected.encode(), given.strip().encode()):
             raise WebhookRejected("the secret does not match")
@@ -153,6 +153,8 @@ def _payload(inbound: Inbound) -> dict[str, Any]:
     if not form:
         try:
             payload = jsonio.loads(inbound.body)
+        except RecursionError:
+            raise WebhookRejected("the body is not JSON") from None
         except ValueError:
             form = True
         else:
@@ -168,9 +170,11 @@ def _payload(inbound: Inbound) -> dict[str, Any]:
 
 def _amount_text(value: object) -> str | None:
     """The amount as the sender's PHP would print it into the secret's string: a string as
-    sent, a JSON number as PHP prints a float (10.50 -> "10.5", 100 -> "100")."""
-    if isinstance(value, str) and value:
+    sent, a JSON number as PHP prints a float (10.50 -> "10.5", 100 -> "100"); None when it
+    is no amount of money (wire.amount_field), so nothing is spent printing 1e999999999."""
+    if amount_field(value) is None:
+        return None
+    if isinstance(value, str):
         return value
-    if isinstance(value, Decimal | int) and not isinstance(value, bool):
-        return canonical(Decimal(value)) if Decimal(value).is_finite() else None
-    return None
+    assert isinstance(value, Decimal | int)
+    return canonical(Decimal(value))

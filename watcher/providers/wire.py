@@ -13,6 +13,7 @@ import httpx
 
 from watcher import jsonio
 from watcher.errors import ProviderError
+from watcher.providers.base import WebhookRejected
 
 MAX_SAID = 300
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -77,13 +78,38 @@ def http_url(value: str) -> str | None:
     return value if parts.scheme in ("http", "https") and parts.netloc else None
 
 
+# An amount a provider reports: below 10^16 and with at most 12 decimals. Anything else is
+# not money, and a number such as 1e999999999 would cost gigabytes to print or multiply.
+MAX_ADJUSTED = 15
+MIN_EXPONENT = -12
+
+
 def amount_field(value: object) -> Decimal | None:
     """An amount a provider reported (a JSON number read as Decimal, or a numeric string);
-    None when it is not a finite, non-negative number."""
+    None when it is not a finite, non-negative number of a sane size."""
     if isinstance(value, bool) or not isinstance(value, int | Decimal | str):
+        return None
+    if isinstance(value, str) and len(value) > 64:
         return None
     try:
         amount = Decimal(value)
     except ArithmeticError:
         return None
-    return amount if amount.is_finite() and amount >= 0 else None
+    if not amount.is_finite() or amount < 0:
+        return None
+    exponent = amount.as_tuple().exponent
+    if amount.adjusted() > MAX_ADJUSTED or (isinstance(exponent, int) and exponent < MIN_EXPONENT):
+        return None
+    return amount
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """The webhook's body as a JSON object (numbers as Decimal); WebhookRejected otherwise,
+    also for nesting deeper than the parser goes."""
+    try:
+        payload = jsonio.loads(body)
+    except (ValueError, RecursionError):
+        raise WebhookRejected("the body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise WebhookRejected("the body is not a JSON object")
+    return payload
