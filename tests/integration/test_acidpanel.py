@@ -4,6 +4,7 @@ signed with the seed's formula. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -351,3 +352,14 @@ async def test_test_mode_payments_never_reach_acidpanel(acid: ProviderHarness) -
         assert body["redirectUrl"].endswith(f"/sandbox/pay/{body['transactionId']}")
     assert acid.acidpanel.requests == []
     assert len(await callback_rows(acid.services.sessions)) == 0
+
+
+async def test_concurrent_identical_creates_open_one_acidpanel_deposit(
+    acid: ProviderHarness,
+) -> None:
+    answers = await asyncio.gather(*(acid.pay("bank", externalRef="ORD-RACE") for _ in range(10)))
+    ok = [a.json() for a in answers if a.status_code == 200]
+    assert ok and all(a.status_code in (200, 502) for a in answers), [a.text for a in answers]
+    assert len({a["transactionId"] for a in ok}) == 1
+    assert len({a["redirectUrl"] for a in ok}) == 1
+    assert len(acid.acidpanel.requests) == len(acid.acidpanel.payments) == 1

@@ -18,7 +18,8 @@ the site's credential key (deposits).
 - check: /welcome.
 
 AcidPanel takes no idempotency key: concurrent starts of one payment in this process share
-one call (`_starting`), so a double-clicked create does not open two deposits.
+one call (`_starting`), and its answer is kept for REMEMBER_S after it came (while the
+payment service stores it), so a double-clicked create does not open two deposits.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from watcher.providers.wire import (
 
 NAME: Final = "acidpanel"
 TOLERANCE_S: Final = 300
+REMEMBER_S: Final = 60.0  # how long a start's answer is reused for the same payment
 WHO: Final = "AcidPanel"
 
 WELCOME: Final = "/welcome"
@@ -135,12 +137,20 @@ class AcidPanelProvider:
         return headers
 
     async def start(self, order: Order) -> Started:
-        task = self._starting.get(order.transaction_id)
+        key = order.transaction_id
+        task = self._starting.get(key)
         if task is None:
             task = asyncio.ensure_future(self._start(order))
-            self._starting[order.transaction_id] = task
-            task.add_done_callback(lambda _: self._starting.pop(order.transaction_id, None))
+            self._starting[key] = task
+            task.add_done_callback(lambda done: self._forget_later(key, done))
         return await asyncio.shield(task)
+
+    def _forget_later(self, key: str, done: asyncio.Task[Started]) -> None:
+        if done.cancelled() or done.exception() is not None:
+            self._starting.pop(key, None)  # a failed start may be tried again at once
+            return
+        loop = asyncio.get_running_loop()
+        loop.call_later(REMEMBER_S, lambda: self._starting.pop(key, None))
 
     async def _start(self, order: Order) -> Started:
         user_id = order.user_id or order.external_ref
