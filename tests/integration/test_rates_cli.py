@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from watcher import jsonio
@@ -87,3 +88,21 @@ async def test_rate_show_with_binance_down_exits_1_and_shows_the_last_stored_rat
     code, stdout, _ = await watcher(db_url, url, "rate", "show", "--offline", "--json")
     assert code == 0 and jsonio.loads(stdout)["lastStored"]["rate"] == Decimal("35.5")
     assert fake.ticker_calls == 1  # --offline did not ask
+
+
+async def test_a_binance_url_with_credentials_is_shown_and_stored_without_them(
+    db_url: str, binance: tuple[FakeBinance, str], sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """An operator reaching Binance through a proxy that wants a password puts it in the URL
+    (the client sends it); `rate show` and the stored rates name the host only."""
+    _, url = binance
+    with_auth = url.replace("http://", "http://ops:hunter2@")
+    code, stdout, stderr = await watcher(db_url, with_auth, "rate", "show", "--json")
+    assert code == 0, stderr
+    shown = jsonio.loads(stdout)
+    assert shown["current"]["rate"] == Decimal("35.5")
+    assert "hunter2" not in stdout + stderr, stdout
+    assert shown["source"] == "binance USDTTRY " + url.replace("http://", "http://***@")
+    async with sessions() as s:
+        stored = [q.source for q in (await s.execute(select(RateQuote))).scalars()]
+    assert stored and not any("hunter2" in q for q in stored), stored

@@ -42,6 +42,7 @@ from watcher.db.models import RateQuote
 from watcher.errors import ProviderError
 from watcher.money import canonical
 from watcher.rates.base import Quote
+from watcher.redact import redact_url
 
 log = structlog.get_logger("watcher.rates")
 
@@ -88,7 +89,8 @@ class BinanceRateSource:
         self._sessions = sessions
         self._clock = clock
         self._timeout_s = timeout_s
-        self.source = f"binance {self._symbol} {settings.binance_base_url.rstrip('/')}"
+        # Shown by `rate show` and stored with every rate: the host, never a proxy's password.
+        self.source = f"binance {self._symbol} {redact_url(settings.binance_base_url.rstrip('/'))}"
         self._last: Quote | None = None
         self._inflight: asyncio.Future[Quote] | None = None
         # After a failed fetch the stale rate is served without asking again for cache_s,
