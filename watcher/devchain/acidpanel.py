@@ -13,36 +13,28 @@ signed with SHA256(api_key + secret_key + tracking_code + status + timestamp)); 
 `POST /_dev/acidpanel/{tracking_code}/{status}[?amount=…]` does the same and, when
 `callback_url` is set, delivers the callback there.
 
-    ok       normal answers
-    down     503 with an HTML body
-    error    500 with AcidPanel's error JSON
-    refuse   AcidPanel's refusals ("Credit card payment is not enabled for this dealer")
-    slow     answers only after `delay_s` (or when `unblock()` is called)
+Failure modes as in watcher.devchain.modes (`refuse`: the provider's own refusal).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
-import httpx
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from watcher import jsonio
-from watcher.api.serving import serve_asgi
+from watcher.devchain.modes import FailureModes, Mode, deliver, serve_alone
 
-Mode = Literal["ok", "down", "error", "refuse", "slow"]
 PREFIX = "/api/provider"
 WINDOW_S = 300
 
@@ -61,7 +53,7 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-class FakeAcidPanel:
+class FakeAcidPanel(FailureModes):
     def __init__(
         self,
         *,
@@ -77,14 +69,12 @@ class FakeAcidPanel:
         self.api_key = api_key
         self.secret_key = secret_key
         self.credential_key = credential_key
-        self.mode: Mode = mode
-        self.delay_s = delay_s
+        super().__init__(mode, delay_s)
         self.base_url = base_url  # where the payer's pages are said to be
         self.callback_url = callback_url  # where settle() over HTTP delivers callbacks
         self.site_id = site_id
         self.payments: dict[str, dict[str, Any]] = {}  # by tracking_code
         self.requests: list[dict[str, Any]] = []  # path, json, headers, answered
-        self._unblocked = asyncio.Event()
 
     def routes(self) -> list[BaseRoute]:
         api: list[tuple[str, Callable[[Request], Any]]] = [
@@ -101,9 +91,6 @@ class FakeAcidPanel:
             Route("/_dev/acidpanel/{tracking}/{status}", self._control, methods=["POST"]),
             Route("/deposit/track/{tracking}", self._page, methods=["GET"]),
         ]
-
-    def unblock(self) -> None:
-        self._unblocked.set()
 
     # -- what the payer and AcidPanel do ---------------------------------------------------
 
@@ -269,9 +256,7 @@ class FakeAcidPanel:
         body, headers = self.settle(tracking, status, amount=Decimal(raw) if raw else None)
         answer: dict[str, Any] = {"callback": json.loads(body), "headers": headers}
         if self.callback_url:
-            async with httpx.AsyncClient(timeout=10) as client:
-                resp = await client.post(self.callback_url, content=body, headers=headers)
-            answer["delivered"] = {"status": resp.status_code, "body": resp.text[:500]}
+            answer["delivered"] = await deliver(self.callback_url, body, headers)
         return JSONResponse(answer)
 
     async def _page(self, request: Request) -> Response:
@@ -331,16 +316,7 @@ class FakeAcidPanel:
         return Response(_dumps(data), status, media_type="application/json")
 
     async def _failure(self) -> Response | None:
-        if self.mode == "down":
-            return Response("<html><body>503 Service Unavailable</body></html>", 503)
-        if self.mode == "error":
-            return JSONResponse({"success": False, "message": "Server Error"}, 500)
-        if self.mode == "slow":
-            try:
-                await asyncio.wait_for(self._unblocked.wait(), self.delay_s)
-            except TimeoutError:
-                pass
-        return None
+        return await self.failure({"success": False, "message": "Server Error"})
 
 
 def _missing(body: Mapping[str, Any], fields: tuple[str, ...]) -> list[str]:
@@ -370,13 +346,6 @@ def _now_text() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S")
 
 
-@asynccontextmanager
-async def serve(fake: FakeAcidPanel, host: str = "127.0.0.1") -> AsyncIterator[str]:
+def serve(fake: FakeAcidPanel, host: str = "127.0.0.1") -> AbstractAsyncContextManager[str]:
     """Run `fake` alone on a free loopback port; yields its base URL (AcidPanel's base_url)."""
-    async with serve_asgi(Starlette(routes=fake.routes()), host) as url:
-        if not fake.base_url:
-            fake.base_url = url
-        try:
-            yield url + PREFIX
-        finally:
-            fake.unblock()
+    return serve_alone(fake, PREFIX, host)

@@ -11,34 +11,25 @@ Kazawallet would POST: `order_id`, `secret` = base64(HMAC-SHA512(api_secret, SHA
 `currency`. Over HTTP, `POST /_dev/kazawallet/{order_id}/{status}` does the same and, when
 `webhook_url` is set, delivers it there once, as Kazawallet does.
 
-    ok       normal answers
-    down     503 with an HTML body
-    error    500 with a JSON error
-    refuse   422: the currency is not accepted
-    slow     answers only after `delay_s` (or when `unblock()` is called)
+Failure modes as in watcher.devchain.modes (`refuse`: the provider's own refusal).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any, Literal
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
-import httpx
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from watcher.api.serving import serve_asgi
+from watcher.devchain.modes import FailureModes, Mode, deliver, serve_alone
 
-Mode = Literal["ok", "down", "error", "refuse", "slow"]
 PREFIX = "/wallet"
 
 
@@ -47,7 +38,7 @@ def secret_of(amount: str, order_id: str, api_key: str, api_secret: str) -> str:
     return base64.b64encode(hmac.new(api_secret.encode(), inner, hashlib.sha512).digest()).decode()
 
 
-class FakeKazawallet:
+class FakeKazawallet(FailureModes):
     def __init__(
         self,
         *,
@@ -61,14 +52,12 @@ class FakeKazawallet:
     ) -> None:
         self.api_key = api_key
         self.api_secret = api_secret
-        self.mode: Mode = mode
-        self.delay_s = delay_s
+        super().__init__(mode, delay_s)
         self.base_url = base_url
         self.webhook_url = webhook_url
         self.link_key = link_key
         self.links: dict[str, dict[str, Any]] = {}  # by order_id
         self.requests: list[dict[str, Any]] = []  # path, json, headers, answered
-        self._unblocked = asyncio.Event()
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -76,9 +65,6 @@ class FakeKazawallet:
             Route("/_dev/kazawallet/{order_id}/{status}", self._control, methods=["POST"]),
             Route("/kazawallet/pay/{order_id}", self._page, methods=["GET"]),
         ]
-
-    def unblock(self) -> None:
-        self._unblocked.set()
 
     def order_of(self, ref: str) -> str:
         """The link's id (order_id) made for our `ref`."""
@@ -140,9 +126,7 @@ class FakeKazawallet:
         body, headers = self.settle(order_id, status, amount=request.query_params.get("amount"))
         answer: dict[str, Any] = {"webhook": json.loads(body)}
         if self.webhook_url:
-            async with httpx.AsyncClient(timeout=10) as client:
-                resp = await client.post(self.webhook_url, content=body, headers=headers)
-            answer["delivered"] = {"status": resp.status_code, "body": resp.text[:500]}
+            answer["delivered"] = await deliver(self.webhook_url, body, headers)
         return JSONResponse(answer)
 
     async def _page(self, request: Request) -> Response:
@@ -155,16 +139,7 @@ class FakeKazawallet:
         return JSONResponse(data, status)
 
     async def _failure(self) -> Response | None:
-        if self.mode == "down":
-            return Response("<html><body>503 Service Unavailable</body></html>", 503)
-        if self.mode == "error":
-            return JSONResponse({"success": False, "message": "Internal server error"}, 500)
-        if self.mode == "slow":
-            try:
-                await asyncio.wait_for(self._unblocked.wait(), self.delay_s)
-            except TimeoutError:
-                pass
-        return None
+        return await self.failure({"success": False, "message": "Internal server error"})
 
 
 def _problem(body: object) -> str | None:
@@ -179,13 +154,6 @@ def _problem(body: object) -> str | None:
     return None
 
 
-@asynccontextmanager
-async def serve(fake: FakeKazawallet, host: str = "127.0.0.1") -> AsyncIterator[str]:
+def serve(fake: FakeKazawallet, host: str = "127.0.0.1") -> AbstractAsyncContextManager[str]:
     """Run `fake` alone on a free loopback port; yields its base URL (Kazawallet's base_url)."""
-    async with serve_asgi(Starlette(routes=fake.routes()), host) as url:
-        if not fake.base_url:
-            fake.base_url = url
-        try:
-            yield url + PREFIX
-        finally:
-            fake.unblock()
+    return serve_alone(fake, PREFIX, host)
