@@ -291,3 +291,22 @@ async def test_a_payment_whose_provider_is_no_longer_configured_is_not_expired_b
         )
         await reconciler.step()
     assert (await cards.status(txn))["status"] == "pending"
+
+
+async def test_a_refund_that_arrives_before_the_payment_is_not_lost(cards: CardHarness) -> None:
+    """Stripe does not keep its events in order: after an outage its retries of a refund can
+    come before its retries of the payment. The refund must not be dropped as 'nothing to
+    refund' (the merchant would ship a refunded order): it waits for the payment."""
+    receiver = CallbackReceiver(cards.merchant.webhook_secret)
+    async with serve_asgi(receiver) as hook:
+        created = await cards.card(callbackUrl=f"{hook}/kasa")
+        txn, sid = created.json()["transactionId"], cards.session_of(created)
+        paid = cards.stripe.complete(sid)
+        refund = cards.stripe.refund(sid)
+        assert (await cards.webhook(refund)).status_code == 200
+        assert (await cards.status(txn))["status"] == "pending"
+        assert (await cards.webhook(paid)).status_code == 200
+        assert (await cards.status(txn))["status"] == "refunded"
+        assert await cards.deliver() == 2
+    events = [(p["event"], p["status"]) for p in receiver.verified()]
+    assert events == [("payment.completed", "completed"), ("payment.refunded", "refunded")]

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from watcher.payments.outcomes import Change, Report, decide, shortfall
+from watcher.payments.outcomes import Change, Report, decide, shortfall, waits
 
 
 @pytest.mark.parametrize(
@@ -92,3 +92,9 @@ def test_a_deposit_completes_with_what_was_approved_but_never_in_an_unknown_curr
     report = Report(key="k", type="t", outcome="paid", paid_amount=Decimal("950"))
     assert shortfall(report, Decimal("950"), Decimal("1000"), fixed_price=False) is None
     assert shortfall(report, None, Decimal("1000"), fixed_price=False) == "currency_mismatch"
+
+
+def test_a_refund_of_an_open_payment_waits_for_it_and_nothing_else_does() -> None:
+    assert waits("pending", "refunded") and waits("confirming", "refunded")
+    assert not waits("expired", "refunded") and not waits("completed", "refunded")
+    assert not waits("pending", "failed") and not waits("pending", None)

@@ -146,6 +146,7 @@ class PaymentReport(SQLModel, table=True):
     paid_currency: str | None = Field(default=None, max_length=8)
     payment_id: str | None = Field(default=None, foreign_key="payment.id", index=True)
     # received (stored, not applied yet) | applied | no_change | unknown_reference | ignored
+    # | waiting (a refund that came before its payment's report)
     result: str = Field(max_length=24)
     received_ms: int = Field(sa_column=_big(nullable=False))
     body: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

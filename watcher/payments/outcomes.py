@@ -24,6 +24,9 @@ takes one payment per session, so nothing more will come to make it whole; the m
 refunds or settles. Bank and wallet deposits, whose amount the payer enters and an operator
 approves, complete with what was approved (paidAmount says how much).
 
+A refund of a payment that is still open waits for it (`waits`): providers do not keep
+their webhooks in order, and the payment's own report may come after its refund's.
+
 Anything else changes nothing (a repeat, or news that comes too late to matter).
 """
 
@@ -126,6 +129,12 @@ def shortfall(
     if fixed_price and paid_try < amount:
         return AMOUNT_MISMATCH
     return None
+
+
+def waits(status: str, outcome: str | None) -> bool:
+    """Whether `outcome` is news for a later state of a payment in `status` (a refund of a
+    payment not reported paid yet), to apply once it is there rather than drop."""
+    return outcome == REFUNDED_OUTCOME and status in OPEN_STATES
 
 
 def decide(status: str, outcome: str | None, *, short: bool = False) -> Change | None:

@@ -44,6 +44,7 @@ from watcher.payments.outcomes import (
     Report,
     decide,
     shortfall,
+    waits,
 )
 from watcher.payments.states import COMPLETED, FAILED, FINAL_STATES
 
@@ -52,6 +53,7 @@ log = structlog.get_logger("watcher.payments.reports")
 RECEIVED = "received"  # stored, not applied yet
 APPLIED = "applied"
 NO_CHANGE = "no_change"
+WAITING = "waiting"  # news for a later state (a refund before its payment), applied then
 UNKNOWN = "unknown_reference"
 IGNORED = "ignored"
 REPEAT = "repeat"  # not stored again
@@ -141,12 +143,32 @@ async def apply_stored(
         )
     change = decide(payment.status, report.outcome, short=short is not None)
     if change is None:
-        row.result = NO_CHANGE
+        row.result = WAITING if waits(payment.status, report.outcome) else NO_CHANGE
         _remember_refs(payment, report)
-        return Applied(report, NO_CHANGE, payment.id, payment.status)
+        return Applied(report, row.result, payment.id, payment.status)
     await _change(session, payment, report, change, now, describe, paid, short)
     row.result = APPLIED
+    await _apply_waiting(session, payment, now, describe)
     return Applied(report, APPLIED, payment.id, payment.status)
+
+
+async def _apply_waiting(
+    session: AsyncSession, payment: Payment, now: int, describe: Describe
+) -> None:
+    """The reports that waited for the state `payment` is in now, applied after it."""
+    query = (
+        select(PaymentReport)
+        .where(col(PaymentReport.payment_id) == payment.id, col(PaymentReport.result) == WAITING)
+        .order_by(col(PaymentReport.id))
+    )
+    for row in (await session.execute(query)).scalars():
+        report = _report(row)
+        change = decide(payment.status, report.outcome)
+        if change is None:
+            continue
+        await _change(session, payment, report, change, now, describe, None, None)
+        row.result = APPLIED
+        log.info("provider.report_waited", payment_id=payment.id, report_type=report.type)
 
 
 def _row(source: str, report: Report, now: int, body: str | None) -> PaymentReport:
