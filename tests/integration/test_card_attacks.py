@@ -310,3 +310,17 @@ async def test_a_refund_that_arrives_before_the_payment_is_not_lost(cards: CardH
         assert await cards.deliver() == 2
     events = [(p["event"], p["status"]) for p in receiver.verified()]
     assert events == [("payment.completed", "completed"), ("payment.refunded", "refunded")]
+
+
+@pytest.mark.parametrize("ttl_min", [30, 1440])
+async def test_card_payments_open_at_the_edges_of_the_session_lifetime(
+    db_url: str, ttl_min: int
+) -> None:
+    """Stripe takes expires_at from 30 minutes to under 24 hours after it creates the
+    session, by its own clock. providers.session_ttl_min allows 30 and 1440: at either edge
+    a deadline computed here, a moment earlier, would be refused and every card payment 502."""
+    async with card_harness(db_url, providers={"session_ttl_min": ttl_min}) as cards:
+        created = await cards.card()
+        assert created.status_code == 200, created.text
+        expires = int(cards.stripe.requests[0]["form"]["expires_at"])
+        assert 30 * 60 <= expires - time.time() < 24 * 3600

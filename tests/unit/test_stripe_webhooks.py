@@ -11,7 +11,7 @@ import pytest
 from watcher.config import StripeSettings
 from watcher.devchain.stripe import FakeStripe, decode_form
 from watcher.providers.base import Inbound, WebhookRejected
-from watcher.providers.stripe import StripeProvider
+from watcher.providers.stripe import StripeProvider, session_expires_at
 
 SECRET = "whsec_unit"
 
@@ -137,3 +137,10 @@ def test_test_mode_events_pay_nothing(adapter: StripeProvider) -> None:
     event = fake.event("checkout.session.completed", _session(livemode=False))
     [report] = adapter.parse(_inbound(*fake.signed(event, SECRET)))
     assert (report.outcome, report.reason) == (None, "test_mode")
+
+
+def test_a_deadline_inside_stripe_s_window_is_the_session_s_expiry() -> None:
+    now = 1_800_000_000.0
+    assert session_expires_at(int(now * 1000) + 3_600_000, now) == int(now) + 3600
+    assert session_expires_at(int(now * 1000) + 30 * 60_000, now) - now >= 30 * 60
+    assert session_expires_at(int(now * 1000) + 86_400_000, now) - now < 24 * 3600

@@ -305,8 +305,15 @@ def _check(form: dict[str, Any]) -> str | None:
         return "Missing required param: line_items or expires_at."
     if form.get("mode") != "payment":
         return "mode must be payment"
-    if not 30 * 60 - 60 <= expires - time.time() <= 24 * 3600:
-        return "expires_at must be between 30 minutes and 24 hours from now"
+    # By Stripe's clock, when it creates the session: at least 30 minutes, under 24 hours.
+    if expires - time.time() < 30 * 60:
+        return (
+            "The `expires_at` timestamp must be at least 30 minutes from Checkout Session creation."
+        )
+    if expires - time.time() >= 24 * 3600:
+        return (
+            "The `expires_at` timestamp must be less than 24 hours from Checkout Session creation."
+        )
     return None
 
 

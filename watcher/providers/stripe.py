@@ -20,6 +20,8 @@ Every call to Stripe is in this module, through one StripeClient pointed at
 from __future__ import annotations
 
 import json
+import math
+import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -45,6 +47,9 @@ log = structlog.get_logger("watcher.providers.stripe")
 
 NAME = "stripe"
 TEST_KEY_PREFIXES = ("sk_test_", "rk_test_")
+EXPIRY_MIN_S = 30 * 60 + 30  # Stripe: at least 30 minutes after it creates the session
+EXPIRY_MAX_S = 24 * 3600 - 30  # Stripe: less than 24 hours
+EXPIRY_STEP_S = 10
 TEST_MODE = "test_mode"  # the reason kept on a test-mode report, which changes nothing
 TOLERANCE_S = 300
 SIGNATURE_HEADER = "stripe-signature"
@@ -131,7 +136,7 @@ class StripeProvider:
             ],
             "success_url": order.return_url or fallback,
             "cancel_url": order.cancel_url or fallback,
-            "expires_at": order.expires_ms // 1000,
+            "expires_at": session_expires_at(order.expires_ms, time.time()),
             "metadata": _ours(order),
             "payment_intent_data": {"metadata": _ours(order)},
         }
@@ -196,6 +201,17 @@ class StripeProvider:
 
     async def close(self) -> None:
         await self._http.close_async()  # type: ignore[no-untyped-call]
+
+
+def session_expires_at(expires_ms: int, now_s: float) -> int:
+    """The session's expires_at for a payment due at `expires_ms`: Stripe takes 30 minutes to
+    under 24 hours from when it creates the session, by its clock (wall time, not ours), so a
+    deadline at either edge is moved inside by under a minute, which the reconciler's grace
+    (two minutes) covers before it expires a payment on the clock. Moved to a 10-second step,
+    so a start retried at once sends the same parameters (the idempotency key refuses others)."""
+    low = math.ceil((now_s + EXPIRY_MIN_S) / EXPIRY_STEP_S) * EXPIRY_STEP_S
+    high = math.floor((now_s + EXPIRY_MAX_S) / EXPIRY_STEP_S) * EXPIRY_STEP_S
+    return min(max(expires_ms // 1000, low), high)
 
 
 def _ours(order: Order) -> dict[str, str]:
