@@ -224,6 +224,11 @@ class Stack:
         else:
             url = f"sqlite+aiosqlite:///{self.dir}/watcher.db"
         self.config = self.dir / "watcher.toml"
+        # The per-address page limit (where the tree has it) would answer 429 to the load.
+        config_py = (self.bin.parent.parent.parent / "watcher" / "config.py").read_text()
+        pay_limit = (
+            "pay_rate_limit_per_minute = 0\n" if "pay_rate_limit_per_minute" in config_py else ""
+        )
         self.config.write_text(
             f"""
 [database]
@@ -231,7 +236,7 @@ url = "{url}"
 [api]
 port = {api_port}
 rate_limit_per_minute = 0
-[tron]
+{pay_limit}[tron]
 endpoints = ["{node}"]
 [wallet]
 xpub = "{DEMO_XPUB}"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Generator
 from contextlib import contextmanager
 from types import TracebackType
@@ -260,16 +261,16 @@ class DevChainServer:
             pass
 
     async def _mine_forever(self, interval_s: float) -> None:
-        """A block per interval; slots missed while the loop was busy are skipped, as
-        TRON skips a producer's missed slot, rather than mined in a burst."""
-        loop = asyncio.get_running_loop()
-        next_at = loop.time() + interval_s
+        """A block at the start of each wall-clock slot, as TRON's producers make them (a
+        block's timestamp is its slot, and it appears then, not up to a slot later); slots
+        missed while the loop was busy are skipped, as TRON skips a missed slot, rather than
+        mined in a burst."""
+        slot = (time.time() // interval_s + 1) * interval_s
         while True:
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            while (delay := slot - time.time()) > 0:
+                await asyncio.sleep(delay)
             log.debug("devchain.mined", block=self.chain.mine_on_clock())
-            next_at += interval_s
-            if next_at < loop.time():
-                next_at = loop.time() + interval_s
+            slot = max(slot, time.time() // interval_s * interval_s) + interval_s
 
 
 class _EmbeddedServer(uvicorn.Server):
