@@ -172,6 +172,27 @@ class Rig:
             return c.block_number
 
 
+# A follower in its own process (argv[1]: {"settings": …, "now": ms}), for tests that kill it.
+FOLLOWER_PROCESS = """
+import asyncio, json, sys
+from watcher.config import Settings
+from watcher.db.engine import create_engine, session_factory
+from watcher.tron.client import TronClient, node_session
+from watcher.tron.follower import Follower
+
+async def main() -> None:
+    args = json.loads(sys.argv[1])
+    settings = Settings(**args["settings"])
+    engine = create_engine(settings.database.url)
+    async with node_session() as http:
+        client = TronClient(settings.tron, http, backoff_base_s=0.001, backoff_cap_s=0.005)
+        follower = Follower(settings, session_factory(engine), client, lambda: args["now"])
+        await follower.run(asyncio.Event())
+
+asyncio.run(main())
+"""
+
+
 def settings_for(db_url: str, endpoints: list[str], **tron: Any) -> Settings:
     tron_settings: dict[str, Any] = {
         "endpoints": endpoints,

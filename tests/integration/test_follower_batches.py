@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
-from tests.integration.chainkit import DAY_MS, LAG, T0, USDT_10, Rig, rig
+from tests.integration.chainkit import DAY_MS, FOLLOWER_PROCESS, LAG, T0, USDT_10, Rig, rig
 from watcher.db.models import ChainBlock, PaymentEvent
 from watcher.devchain.faults import FaultKind
 from watcher.devchain.server import DevChainServer
@@ -151,26 +151,6 @@ async def test_faults_while_fetching_ahead_skip_no_block(r: Rig) -> None:
     assert sorted(walked) == list(range(final + 1, await r.cursor("seen") + 1))
 
 
-CHILD = """
-import asyncio, json, sys
-from watcher.config import Settings
-from watcher.db.engine import create_engine, session_factory
-from watcher.tron.client import TronClient, node_session
-from watcher.tron.follower import Follower
-
-async def main() -> None:
-    args = json.loads(sys.argv[1])
-    settings = Settings(**args["settings"])
-    engine = create_engine(settings.database.url)
-    async with node_session() as http:
-        client = TronClient(settings.tron, http, backoff_base_s=0.001, backoff_cap_s=0.005)
-        follower = Follower(settings, session_factory(engine), client, lambda: args["now"])
-        await follower.run(asyncio.Event())
-
-asyncio.run(main())
-"""
-
-
 async def test_sigkill_at_random_moments_of_a_catch_up_loses_nothing(r: Rig) -> None:
     """A follower process catching up (batches of final blocks in flight) is killed with
     SIGKILL at random moments and started again; in the end every transfer is credited
@@ -191,7 +171,7 @@ async def test_sigkill_at_random_moments_of_a_catch_up_loses_nothing(r: Rig) -> 
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
-            CHILD,
+            FOLLOWER_PROCESS,
             args,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,

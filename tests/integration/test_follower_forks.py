@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import col
 
-from tests.integration.chainkit import LAG, USDT_10, Rig
+from tests.integration.chainkit import FOLLOWER_PROCESS, LAG, USDT_10, Rig
 from watcher.db.models import ChainBlock
 
 pytestmark = pytest.mark.asyncio
@@ -93,33 +93,13 @@ async def test_block_replaced_before_it_became_final_is_read_again(r: Rig) -> No
     assert await r.events(p.id) == ["payment.confirming", "payment.reverted", "payment.completed"]
 
 
-CHILD = """
-import asyncio, json, sys
-from watcher.config import Settings
-from watcher.db.engine import create_engine, session_factory
-from watcher.tron.client import TronClient, node_session
-from watcher.tron.follower import Follower
-
-async def main() -> None:
-    args = json.loads(sys.argv[1])
-    settings = Settings(**args["settings"])
-    engine = create_engine(settings.database.url)
-    async with node_session() as http:
-        client = TronClient(settings.tron, http, backoff_base_s=0.001, backoff_cap_s=0.005)
-        follower = Follower(settings, session_factory(engine), client, lambda: args["now"])
-        await follower.run(asyncio.Event())
-
-asyncio.run(main())
-"""
-
-
 async def _killed_follower(r: Rig, kill_after_blocks: int) -> int:
     """Run a follower in its own process and SIGKILL it once `seen` moved that far."""
     args = {"settings": r.settings.model_dump(mode="json"), "now": r.clock()}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        CHILD,
+        FOLLOWER_PROCESS,
         json.dumps(args),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
