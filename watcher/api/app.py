@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from watcher.api import checkout, errors, events, health, payments, providers, sandbox
+from watcher.api import checkout, errors, events, health, openapi, payments, providers, sandbox
 from watcher.api.auth import RecentKeys, WrongKeys
 from watcher.api.bodylimit import BodyLimit
 from watcher.api.ratelimit import PageLimit, RateLimiter
@@ -12,15 +12,11 @@ from watcher.metrics import HttpMetrics, Metrics
 from watcher.services import Services
 
 PUBLIC_PAGES = ("/pay/", "/sandbox/pay/")  # no API key: limited per client address
+ROUTERS = tuple(m.router for m in (payments, events, checkout, health, providers, sandbox))
 
 
 def create_app(services: Services, metrics: Metrics | None = None) -> FastAPI:
-    app = FastAPI(
-        title="kasa-watcher",
-        docs_url=None,
-        redoc_url=None,
-        openapi_url="/api/openapi.json",
-    )
+    app = openapi.DocumentedAPI(services.settings.limits, docs_url=None, redoc_url=None)
     app.state.services = services
     app.state.metrics = metrics
     limits = services.settings.api
@@ -30,8 +26,8 @@ def create_app(services: Services, metrics: Metrics | None = None) -> FastAPI:
     app.state.recent_keys = RecentKeys()
     app.state.wrong_keys = WrongKeys()
     errors.install(app)
-    for module in (payments, events, checkout, health, providers, sandbox):
-        app.include_router(module.router)
+    for router in ROUTERS:
+        app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
     pages = RateLimiter(limits.pay_rate_limit_per_minute)
     app.add_middleware(PageLimit, limiter=pages, prefixes=PUBLIC_PAGES)

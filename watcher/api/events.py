@@ -11,17 +11,20 @@ delayed by this; they are the real-time path, this is the catch-up path.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from sqlalchemy import BigInteger, bindparam, select
 from sqlmodel import col
 
+from watcher.api import schema
 from watcher.api.auth import CurrentMerchant, ServicesDep
 from watcher.api.responses import DecimalJSONResponse
 from watcher.callbacks.payload import event_view
 from watcher.db.models import Payment, PaymentEvent
 from watcher.errors import InvalidRequest
 
-router = APIRouter(prefix="/api", default_response_class=DecimalJSONResponse)
+router = APIRouter(prefix="/api", default_response_class=DecimalJSONResponse, tags=["events"])
 
 SETTLE_MS = 5_000
 DEFAULT_LIMIT = 100
@@ -37,12 +40,31 @@ def _cursor(after: str) -> int:
     return int(after)
 
 
-@router.get("/events")
+# The parameters' bounds are checked by hand (their messages name them); stated for the docs.
+_AFTER = Query(
+    description="`next` of the previous page; empty for the first",
+    json_schema_extra={"pattern": "^[0-9]{0,18}$"},
+)
+_LIMIT = Query(
+    description="Events per page", json_schema_extra={"minimum": 1, "maximum": MAX_LIMIT}
+)
+
+
+@router.get(
+    "/events",
+    operation_id="listEvents",
+    summary="Your events after a cursor, for reconciliation",
+    description=(
+        "Start with `after` empty, store `next`, call again with it; `hasMore: true` means "
+        "call again at once. Test keys see test events, live keys live ones."
+    ),
+    **schema.EVENTS,
+)
 async def list_events(
     merchant: CurrentMerchant,
     services: ServicesDep,
-    after: str = "",
-    limit: int = DEFAULT_LIMIT,
+    after: Annotated[str, _AFTER] = "",
+    limit: Annotated[int, _LIMIT] = DEFAULT_LIMIT,
 ) -> DecimalJSONResponse:
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidRequest(f"limit must be between 1 and {MAX_LIMIT}")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from watcher import jsonio
+from watcher.api import schema
 from watcher.api.auth import CurrentMerchant, ServicesDep
 from watcher.api.responses import DecimalJSONResponse, created_body, transaction_body
 from watcher.db.models import Payment
@@ -14,7 +15,9 @@ from watcher.errors import InvalidRequest
 from watcher.payments.request import parse_create
 from watcher.services import Services
 
-router = APIRouter(prefix="/api/payment", default_response_class=DecimalJSONResponse)
+router = APIRouter(
+    prefix="/api/payment", default_response_class=DecimalJSONResponse, tags=["payments"]
+)
 
 
 async def _json_body(request: Request) -> Any:
@@ -34,7 +37,17 @@ async def _json_body(request: Request) -> Any:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
 
 
-@router.post("/create")
+@router.post(
+    "/create",
+    operation_id="createPayment",
+    summary="Create a payment",
+    description=(
+        "Checked in the order you can act on: the key, the body's shape, the provider, then "
+        "the fields. The same externalRef with the same amount answers the existing payment; "
+        "with another amount it is 409 DUPLICATE_REF. On 502 nothing is kept: retry."
+    ),
+    **schema.CREATE,
+)
 async def create_payment(
     request: Request, merchant: CurrentMerchant, services: ServicesDep
 ) -> DecimalJSONResponse:
@@ -56,18 +69,34 @@ async def _status(services: Services, payment: Payment) -> DecimalJSONResponse:
     return DecimalJSONResponse(transaction_body(payment, block))
 
 
-@router.get("/status")
+@router.get(
+    "/status",
+    operation_id="getPayment",
+    summary="One payment, by transactionId or externalRef",
+    description="Give one of the two (transactionId wins when both are given).",
+    **schema.STATUS,
+)
 async def payment_status(
     merchant: CurrentMerchant,
     services: ServicesDep,
-    transactionId: str | None = None,
-    externalRef: str | None = None,
+    transactionId: Annotated[str | None, Query(description="Ours: txn_…")] = None,
+    externalRef: Annotated[str | None, Query(description="Yours, as sent at create")] = None,
 ) -> DecimalJSONResponse:
     payment = await services.payments.get(merchant, txn_id=transactionId, ref=externalRef)
     return await _status(services, payment)
 
 
-@router.post("/{transaction_id}/cancel")
+@router.post(
+    "/{transaction_id}/cancel",
+    operation_id="cancelPayment",
+    summary="Cancel a pending payment that has received nothing",
+    description=(
+        "A card payment's page at the provider is closed first; if the provider cannot be "
+        "reached it is 502 and the payment stays pending. Anything but a pending payment "
+        "without funds is 409 INVALID_STATE."
+    ),
+    **schema.CANCEL,
+)
 async def cancel_payment(
     transaction_id: str, merchant: CurrentMerchant, services: ServicesDep
 ) -> DecimalJSONResponse:

@@ -11,28 +11,51 @@ for days otherwise) and kept for ops.
 
 from __future__ import annotations
 
-import structlog
-from fastapi import APIRouter, Request
+from typing import Annotated
 
+import structlog
+from fastapi import APIRouter, Path, Request
+
+from watcher.api import schema
 from watcher.api.auth import ServicesDep
 from watcher.api.responses import DecimalJSONResponse
 from watcher.errors import NotFound, Unauthorized
 from watcher.providers.base import Inbound, WebhookRejected
 
-router = APIRouter(prefix="/providers", default_response_class=DecimalJSONResponse)
+router = APIRouter(
+    prefix="/providers", default_response_class=DecimalJSONResponse, tags=["providers"]
+)
+_NAME = Path(description="The provider", json_schema_extra={"enum": list(schema.WEBHOOK_PROVIDERS)})
 log = structlog.get_logger("watcher.api.providers")
 
 
-@router.post("/{name}/webhook", include_in_schema=False)
+@router.post(
+    "/{name}/webhook",
+    operation_id="providerWebhook",
+    summary="A provider's webhook (Stripe, AcidPanel, Kazawallet)",
+    description=(
+        "Verified before anything in it is read: one that does not verify is 401 and changes "
+        "nothing. A verified one is stored and applied before it is answered."
+    ),
+    **schema.WEBHOOK,
+)
 async def provider_webhook(
-    name: str, request: Request, services: ServicesDep
+    name: Annotated[str, _NAME], request: Request, services: ServicesDep
 ) -> DecimalJSONResponse:
     return await _receive(name, "", request, services)
 
 
-@router.post("/{name}/webhook/{token}", include_in_schema=False)
+@router.post(
+    "/{name}/webhook/{token}",
+    operation_id="providerWebhookWithToken",
+    summary="A provider's webhook with a secret token in its path (the bank service)",
+    **schema.WEBHOOK,
+)
 async def provider_webhook_token(
-    name: str, token: str, request: Request, services: ServicesDep
+    name: Annotated[str, _NAME],
+    token: Annotated[str, Path(description="[providers.banktransfer] webhook_token")],
+    request: Request,
+    services: ServicesDep,
 ) -> DecimalJSONResponse:
     return await _receive(name, token, request, services)
 

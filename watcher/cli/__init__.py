@@ -18,6 +18,7 @@ from watcher.cli import (
     common,
     devchain,
     merchant,
+    openapi,
     payments,
     providers,
     rate,
@@ -66,6 +67,7 @@ serve.register(app)
 app.command("devchain", short_help="Run the local TRON node and Binance simulator.")(
     devchain.devchain
 )
+app.command("openapi", short_help="Print the API's OpenAPI document.")(openapi.openapi)
 app.add_typer(merchant.app, name="merchant", help="Merchants and their API keys.")
 app.add_typer(payments.app, name="payments", help="Inspect payments.")
 app.add_typer(callbacks.app, name="callbacks", help="Merchant callbacks: list, show, retry.")
