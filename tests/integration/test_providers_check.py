@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -165,3 +166,18 @@ async def test_a_stripe_test_key_is_called_out(tmp_path: Path) -> None:
     [stripe_row] = [p for p in json.loads(out)["providers"] if p["name"] == "stripe"]
     assert "test-mode key" in stripe_row["detail"] and "never complete" in stripe_row["detail"]
     assert test_key not in out + err
+
+
+async def test_a_provider_that_cannot_be_reached_is_not_said_to_refuse(tmp_path: Path) -> None:
+    """Nothing listens at api_base: the operator is told Stripe could not be reached (as for
+    AcidPanel), not that it refused the credentials, which would send them to the wrong fix."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    cfg = _config(tmp_path / "watcher.toml", closed, closed + "/api/provider")
+    code, out, err = await _check(cfg, "--json")
+    assert code == 1
+    rows = {p["name"]: p for p in json.loads(out)["providers"]}
+    assert rows["acidpanel"]["detail"] == "AcidPanel could not be reached (ConnectError)"
+    assert rows["stripe"]["detail"] == "Stripe could not be reached (APIConnectionError)"
+    assert STRIPE_KEY not in out + err

@@ -190,6 +190,8 @@ class StripeProvider:
     async def check(self) -> str:
         try:
             await self._client.v1.checkout.sessions.list_async({"limit": 1})
+        except stripe.APIConnectionError as exc:  # nothing answered: not a verdict on the key
+            raise ProviderError(f"Stripe could not be reached ({type(exc).__name__})") from exc
         except stripe.StripeError as exc:
             raise ProviderError(_failure("refused the credentials", exc)) from exc
         if self._test_key:
