@@ -88,6 +88,40 @@ async def test_three_d_secure_card_asks_then_follows_the_payer(cards: CardHarnes
     assert (await cards.status(refused, cards.merchant.test_api_key))["status"] == "failed"
 
 
+async def test_a_test_payment_paid_in_the_sandbox_says_what_was_paid_as_a_live_one_does(
+    db_url: str,
+) -> None:
+    """A completed provider payment carries provider.paidAmount (Stripe's amount_total,
+    AcidPanel's approved amount): test-mode ones the same, so a shop's code reading it is
+    tried in test mode on the figure it will get live, not on null."""
+    bank = {
+        "webhook_token": "sandbox-paid-amount-token",
+        "bank_name": "B",
+        "account_name": "A",
+        "iban": "TR00",
+    }
+    providers = {"bank": "banktransfer", "banktransfer": bank}
+    async with card_harness(db_url, providers=providers) as cards:
+        key = cards.merchant.test_api_key
+        card = await _test_card_payment(cards, "ORD-SBX-PAID")
+        await _pay(cards, card, "4242 4242 4242 4242")
+        three_ds = await _test_card_payment(cards, "ORD-SBX-3DS-PAID")
+        await _pay(cards, three_ds, "4000 0025 0000 3155")
+        await cards.http.post(
+            f"{cards.url}/sandbox/pay/{three_ds}/3ds", data={"decision": "approve"}
+        )
+        created = await cards.card(key, provider="bank", amount=1234.5, externalRef="ORD-SBX-BANK")
+        deposit = created.json()["transactionId"]
+        done = await cards.http.post(
+            f"{cards.url}/sandbox/pay/{deposit}/action", data={"action": "complete"}
+        )
+        assert done.status_code == 303
+        for txn, amount in ((card, 1000), (three_ds, 1000), (deposit, 1234.5)):
+            state = await cards.status(txn, key)
+            assert (state["status"], state["livemode"]) == ("completed", False)
+            assert state["provider"]["paidAmount"] == amount, state
+
+
 async def test_other_numbers_and_bad_details_get_a_clear_message(cards: CardHarness) -> None:
     txn = await _test_card_payment(cards, "ORD-BAD")
     for number, expiry, message in (

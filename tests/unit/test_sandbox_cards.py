@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
@@ -20,14 +21,15 @@ NOW = int(datetime(2026, 11, 30, tzinfo=UTC).timestamp() * 1000)
     ],
 )
 def test_test_cards(number: str, outcome: str, reason: str | None) -> None:
-    report = card_report("txn_1", check_card(number, "11/26", "000", NOW))
+    report = card_report("txn_1", check_card(number, "11/26", "000", NOW), Decimal("1000.5"))
     assert (report.outcome, report.reason, report.transaction_id) == (outcome, reason, "txn_1")
+    assert report.paid_amount == (Decimal("1000.5") if outcome == "paid" else None)
 
 
 def test_three_d_secure_follows_the_payer() -> None:
     card = check_card("4000 0025 0000 3155", "01/2030", "123", NOW)
-    assert card_report("t", card, approved=True).outcome == "paid"
-    refused = card_report("t", card, approved=False)
+    assert card_report("t", card, Decimal(500), approved=True).outcome == "paid"
+    refused = card_report("t", card, Decimal(500), approved=False)
     assert (refused.outcome, refused.reason) == ("failed", "authentication_failed")
 
 

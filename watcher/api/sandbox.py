@@ -92,7 +92,7 @@ async def pay_by_card(payment_id: str, request: Request) -> Response:
     if card.outcome == sandbox.THREE_D_SECURE:
         await _apply(request, sandbox.three_d_secure_asked(payment_id))
         return _page(request, view, step="3ds")
-    await _apply(request, sandbox.card_report(payment_id, card))
+    await _apply(request, sandbox.card_report(payment_id, card, view.amount_try))
     return _back(request, payment_id)
 
 
@@ -104,7 +104,9 @@ async def three_d_secure(payment_id: str, request: Request) -> Response:
     if view.status == PENDING and view.method == "card" and await _asked(request, payment_id):
         approved = (await _form(request)).get("decision") == "approve"
         card = sandbox.TEST_CARDS["4000002500003155"]
-        await _apply(request, sandbox.card_report(payment_id, card, approved=approved))
+        await _apply(
+            request, sandbox.card_report(payment_id, card, view.amount_try, approved=approved)
+        )
     return _back(request, payment_id)
 
 
@@ -115,5 +117,5 @@ async def bank_or_wallet(payment_id: str, request: Request) -> Response:
         return _page(request, None)
     action = (await _form(request)).get("action", "")
     if view.status == PENDING and view.method != "card" and action in sandbox.ACTIONS:
-        await _apply(request, sandbox.action_report(payment_id, action))
+        await _apply(request, sandbox.action_report(payment_id, action, view.amount_try))
     return _back(request, payment_id)

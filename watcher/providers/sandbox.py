@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from watcher.payments.outcomes import EXPIRED_OUTCOME, FAILED_OUTCOME, PAID, Report
 from watcher.providers.base import Inbound, Order, Started, Tracked, WebhookRejected
@@ -78,8 +79,11 @@ def check_card(number: str, expiry: str, cvc: str, now_ms: int) -> SandboxCard:
     return card
 
 
-def card_report(transaction_id: str, card: SandboxCard, *, approved: bool | None = None) -> Report:
-    """What paying with `card` reports; for 3-D Secure, after the payer approved or refused."""
+def card_report(
+    transaction_id: str, card: SandboxCard, amount: Decimal, *, approved: bool | None = None
+) -> Report:
+    """What paying `amount` TRY with `card` reports; for 3-D Secure, after the payer approved
+    or refused. A paid report says how much, as a live provider's does (provider.paidAmount)."""
     outcome, reason = card.outcome, card.reason
     if outcome == THREE_D_SECURE:
         outcome, reason = (PAID, None) if approved else (FAILED_OUTCOME, "authentication_failed")
@@ -88,6 +92,7 @@ def card_report(transaction_id: str, card: SandboxCard, *, approved: bool | None
         type="sandbox.card",
         outcome=outcome,
         transaction_id=transaction_id,
+        paid_amount=amount if outcome == PAID else None,
         reason=reason,
     )
 
@@ -107,13 +112,15 @@ def three_d_secure_key(transaction_id: str) -> str:
     return f"{transaction_id}:3ds"
 
 
-def action_report(transaction_id: str, action: str) -> Report:
+def action_report(transaction_id: str, action: str, amount: Decimal) -> Report:
+    """What a bank or wallet button reports; `complete` says the whole `amount` TRY came."""
     outcome, reason = ACTIONS[action]
     return Report(
         key=f"{transaction_id}:{action}",
         type=f"sandbox.{action}",
         outcome=outcome,
         transaction_id=transaction_id,
+        paid_amount=amount if outcome == PAID else None,
         reason=reason,
     )
 
