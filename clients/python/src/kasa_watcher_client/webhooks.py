@@ -39,9 +39,9 @@ def verify_webhook(
     """The callback payload, once both signatures and the timestamp check out.
 
     `secret` is the live webhook secret (pass "" to accept test callbacks only), `test_secret`
-    the test one. `now` is epoch seconds (default: the current time). Amounts come back as
-    Decimal; `livemode` is always present. Raises WebhookVerificationError naming the check
-    that failed.
+    the test one. `now` is epoch seconds (default: the current time). Amounts come back exact
+    (Decimal, or int when whole); `livemode` is always present. Raises
+    WebhookVerificationError naming the check that failed.
     """
     if not secret and not test_secret:
         raise ValueError("give the live webhook secret, the test one, or both")
