@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import select
+from structlog.testing import capture_logs
 
 from tests.support.dbfaults import allow_payment_updates, refuse_payment_updates
 from tests.support.providers import (
@@ -30,6 +31,7 @@ from watcher.devchain.kazawallet import secret_of
 from watcher.providers.reconcile import ProviderReconciler
 
 RETURN_URL = "https://shop.example/orders/7/thanks"
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
@@ -123,6 +125,122 @@ async def test_a_wrong_secret_an_altered_amount_and_replays_change_nothing(
     assert [e["type"] for e in await kaza.events()] == ["payment.completed"]
 
 
+def signed(order_id: str, amount: str, ref: str, status: str = "fulfilled") -> bytes:
+    """A webhook with a good secret: Kazawallet's word about link `order_id` and `amount`
+    (all the secret covers), with `ref` and `status` as anyone likes."""
+    secret = secret_of(amount, order_id, KAZA_API_KEY, KAZA_API_SECRET)
+    body = {"order_id": order_id, "secret": secret, "amount": amount, "ref": ref}
+    return json.dumps({**body, "status": status, "currency": "TRY"}).encode()
+
+
+async def _reports(kaza: ProviderHarness) -> list[tuple[str, str, str | None, str | None]]:
+    async with kaza.services.sessions() as s:
+        rows = (await s.execute(select(PaymentReport).order_by(PaymentReport.id))).scalars()  # type: ignore[arg-type]
+        return [(r.key, r.result, r.transaction_id, r.payment_id) for r in rows]
+
+
+async def test_a_signed_webhook_for_another_link_never_pays_a_payment(
+    kaza: ProviderHarness,
+) -> None:
+    """The secret covers amount and order_id, not ref: a good secret for link pl_other paid
+    10 says nothing about payment A, whose link is another one. Kept for ops, A untouched."""
+    txn, link = await _wallet(kaza, amount=5000)
+    assert (await kaza.status(txn))["provider"]["reference"] == link
+    with capture_logs() as logged:
+        resp = await kaza.webhook("kazawallet", signed("pl_other", "10", txn), JSON)
+    assert (resp.status_code, resp.json()) == (200, {"received": True})
+    status = await kaza.status(txn)
+    assert (status["status"], status["provider"]["paidAmount"]) == ("pending", None)
+    assert await kaza.events() == []
+    assert await _reports(kaza) == [("link:pl_other", "unknown_reference", txn, None)]
+    [warning] = [e for e in logged if e["event"] == "provider.report_not_its_link"]
+    assert (warning["payment_id"], warning["reference"], warning["link"]) == (
+        txn,
+        "pl_other",
+        link,
+    )
+
+    # its own link's webhook pays it
+    await kaza.webhook("kazawallet", *kaza.kazawallet.settle(link, "fulfilled"))
+    status = await kaza.status(txn)
+    assert (status["status"], status["provider"]["paidAmount"]) == ("completed", 5000)
+
+
+async def test_another_payments_webhook_naming_our_ref_counts_for_its_own_link_only(
+    kaza: ProviderHarness,
+) -> None:
+    """A cheap payment's genuine webhook, its unsigned ref changed to a dear payment's id:
+    it is the cheap link's webhook, and pays the cheap payment only (its copies are repeats)."""
+    dear, _ = await _wallet(kaza, amount=5000, externalRef="ORD-DEAR")
+    cheap, cheap_link = await _wallet(kaza, amount=500, externalRef="ORD-CHEAP")
+    genuine, headers = kaza.kazawallet.settle(cheap_link, "fulfilled")
+    altered = {**json.loads(genuine), "ref": dear}
+    resp = await kaza.webhook("kazawallet", json.dumps(altered).encode(), headers)
+    assert (resp.status_code, resp.json()) == (200, {"received": True})
+    assert (await kaza.status(dear))["status"] == "pending"
+    status = await kaza.status(cheap)
+    assert (status["status"], status["provider"]["paidAmount"]) == ("completed", 500)
+    assert (await kaza.webhook("kazawallet", genuine, headers)).status_code == 200
+    assert [(e["type"], e["payment_id"]) for e in await kaza.events()] == [
+        ("payment.completed", cheap)
+    ]
+
+
+async def test_a_link_paid_for_less_than_its_price_fails_and_for_more_completes(
+    kaza: ProviderHarness,
+) -> None:
+    """A payment link is fixed-price: as for a card, less is not a payment of the order (it
+    fails, saying what came, for the merchant to refund or settle); more pays it."""
+    receiver = CallbackReceiver(kaza.merchant.webhook_secret)
+    async with serve_asgi(receiver) as hook:
+        short, short_link = await _wallet(
+            kaza, amount=5000, externalRef="ORD-SHORT", callbackUrl=f"{hook}/kasa"
+        )
+        await kaza.webhook(
+            "kazawallet", *kaza.kazawallet.settle(short_link, "fulfilled", amount="10")
+        )
+        status = await kaza.status(short)
+        assert (status["status"], status["provider"]["paidAmount"]) == ("failed", 10)
+        assert await kaza.deliver() == 1
+    [payload] = receiver.verified()
+    assert (payload["event"], payload["details"]) == (
+        "payment.failed",
+        {"reason": "amount_mismatch", "paidAmount": 10},
+    )
+    async with kaza.services.sessions() as s:
+        row = (await s.execute(select(PaymentReport))).scalar_one()
+    assert (row.result, row.reason) == ("applied", "amount_mismatch")
+
+    more, more_link = await _wallet(kaza, amount=5000, externalRef="ORD-MORE")
+    await kaza.webhook(
+        "kazawallet", *kaza.kazawallet.settle(more_link, "fulfilled", amount="5000.50")
+    )
+    status = await kaza.status(more)
+    assert (status["status"], status["provider"]["paidAmount"]) == (
+        "completed",
+        Decimal("5000.5"),
+    )
+
+
+async def test_a_start_answer_without_a_link_id_is_matched_by_ref_and_says_so(
+    db_url: str,
+) -> None:
+    """No link id in the answer: the payment's reference is our transactionId, there is no
+    link to hold a webhook to, and its ref is believed as before; the log says so."""
+    fake = fake_kaza(id_key=None)
+    async with provider_harness(
+        db_url, providers={"wallet": "kazawallet"}, kazawallet=fake
+    ) as kaza:
+        txn, link = await _wallet(kaza)
+        assert (await kaza.status(txn))["provider"]["reference"] == txn
+        with capture_logs() as logged:
+            await kaza.webhook("kazawallet", *fake.settle(link, "fulfilled"))
+        status = await kaza.status(txn)
+        assert (status["status"], status["provider"]["paidAmount"]) == ("completed", 1000)
+    [warning] = [e for e in logged if e["event"] == "provider.report_matched_by_ref"]
+    assert (warning["payment_id"], warning["reference"]) == (txn, link)
+
+
 async def test_a_form_encoded_webhook_is_read_too(kaza: ProviderHarness) -> None:
     txn, order_id = await _wallet(kaza)
     fields = json.loads(kaza.kazawallet.settle(order_id, "fulfilled")[0])
@@ -192,8 +310,8 @@ async def test_another_currency_is_converted_at_the_locked_rate_and_back(
 
             short_txn, short_order = await _wallet(kaza, externalRef="ORD-SHORT")
             await kaza.webhook("kazawallet", *fake.settle(short_order, "fulfilled", amount="28"))
-            paid = (await kaza.status(short_txn))["provider"]["paidAmount"]
-            assert paid == Decimal("994")  # 28 x 35.50
+            short = await kaza.status(short_txn)  # the link asked 28.17: less fails it
+            assert (short["status"], short["provider"]["paidAmount"]) == ("failed", 994)  # x 35.50
 
 
 async def test_a_wrong_api_key_is_502_with_kazawallets_message(db_url: str) -> None:

@@ -6,7 +6,15 @@ from decimal import Decimal
 
 import pytest
 
-from watcher.payments.outcomes import Change, Report, decide, shortfall, waits
+from watcher.payments.outcomes import (
+    PAYMENT_LINK_PROVIDERS,
+    Change,
+    Report,
+    decide,
+    shortfall,
+    waits,
+)
+from watcher.providers.kazawallet import NAME as KAZAWALLET
 
 
 @pytest.mark.parametrize(
@@ -98,3 +106,9 @@ def test_a_refund_of_an_open_payment_waits_for_it_and_nothing_else_does() -> Non
     assert waits("pending", "refunded") and waits("confirming", "refunded")
     assert not waits("expired", "refunded") and not waits("completed", "refunded")
     assert not waits("pending", "failed") and not waits("pending", None)
+
+
+def test_kazawallet_is_a_payment_link_provider_by_its_own_name() -> None:
+    """reports.py holds Kazawallet's webhooks to their links by this name: a renamed adapter
+    would silently lose that."""
+    assert KAZAWALLET in PAYMENT_LINK_PROVIDERS

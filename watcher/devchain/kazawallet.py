@@ -3,7 +3,8 @@
 `POST /wallet/createPaymentLink` requires the `x-api-key` it was made with (else 401) and the
 seed's body (`amount` as a string, `currency`, `ref`, `redirectUrl`; `email` optional); it
 answers with the link's id and URL under `data` (the seed shows no answer; the adapter reads
-`url`, `link` or `paymentLink`, so `link_key` says which one this fake uses).
+`url`, `link` or `paymentLink`, so `link_key` says which one this fake uses; `id_key` None
+leaves the id out, for an answer that names no link id).
 
 What the payer does is done by `settle(order_id, status, amount)`, which returns the webhook
 Kazawallet would POST: `order_id`, `secret` = base64(HMAC-SHA512(api_secret, SHA256(amount +
@@ -49,6 +50,7 @@ class FakeKazawallet(FailureModes):
         base_url: str = "",
         webhook_url: str | None = None,
         link_key: str = "link",
+        id_key: str | None = "id",
     ) -> None:
         self.api_key = api_key
         self.api_secret = api_secret
@@ -56,6 +58,7 @@ class FakeKazawallet(FailureModes):
         self.base_url = base_url
         self.webhook_url = webhook_url
         self.link_key = link_key
+        self.id_key = id_key
         self.links: dict[str, dict[str, Any]] = {}  # by order_id
         self.requests: list[dict[str, Any]] = []  # path, json, headers, answered
 
@@ -116,7 +119,9 @@ class FakeKazawallet(FailureModes):
             "redirectUrl": body["redirectUrl"],
             "status": "pending",
         }
-        data = {"id": order_id, self.link_key: f"{self.base_url}/kazawallet/pay/{order_id}"}
+        data = {self.link_key: f"{self.base_url}/kazawallet/pay/{order_id}"}
+        if self.id_key is not None:
+            data[self.id_key] = order_id
         return self._answer({"success": True, "message": "Payment link created", "data": data})
 
     async def _control(self, request: Request) -> Response:

@@ -17,12 +17,14 @@ outcomes below, and `decide` says which state change, if any, it makes:
 | refunded   | completed            | refunded   | payment.refunded                         |
 
 A `paid` report in a currency it cannot be converted from, or for less than the payment
-asks where the payer cannot choose the amount (a card checkout: FIXED_PRICE_METHODS), does
-not pay it: an open payment fails (reason currency_mismatch or amount_mismatch, with what
-came), a closed one is told `payment.late` as for any money after the close. Such a provider
-takes one payment per session, so nothing more will come to make it whole; the merchant
-refunds or settles. Bank and wallet deposits, whose amount the payer enters and an operator
-approves, complete with what was approved (paidAmount says how much).
+asks where the payer cannot choose the amount (a card checkout: FIXED_PRICE_METHODS; a
+provider's payment link: PAYMENT_LINK_PROVIDERS), does not pay it: an open payment fails
+(reason currency_mismatch or amount_mismatch, with what came), a closed one is told
+`payment.late` as for any money after the close. Such a provider takes one payment per
+session or link, so nothing more will come to make it whole; the merchant refunds or
+settles. More than asked pays it (paidAmount says how much). Bank and wallet deposits,
+whose amount the payer enters and an operator approves, complete with what was approved
+(paidAmount says how much).
 
 A refund of a payment that is still open waits for it (`waits`): providers do not keep
 their webhooks in order, and the payment's own report may come after its refund's.
@@ -113,6 +115,12 @@ AMOUNT_MISMATCH: Final = "amount_mismatch"
 CURRENCY_MISMATCH: Final = "currency_mismatch"
 # Payment methods whose amount the payer cannot change: less is not a payment of the order.
 FIXED_PRICE_METHODS: Final = frozenset({"card"})
+# Providers that sell a payment as a payment link made for it, at the price we set (its id is
+# the payment's reference from `start`). Their webhooks are signed for the link, not for our
+# transactionId, which they only echo: a report that names a link counts for the payment that
+# link was made for, never for another one its unsigned echo names. And the price is fixed,
+# as a card's: less is not a payment of the order.
+PAYMENT_LINK_PROVIDERS: Final = frozenset({"kazawallet"})
 
 
 def shortfall(

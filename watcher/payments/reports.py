@@ -9,7 +9,10 @@ Two steps, each its own transaction:
   the report stays `received` and is applied later (`pending_reports`, by the reconciler).
 
 A source only reaches its own payments (a Stripe webhook cannot touch a sandbox payment); a
-report for a payment nobody here knows is kept (`unknown_reference`) for ops.
+report for a payment nobody here knows is kept (`unknown_reference`) for ops. A payment-link
+provider's report that names a link (Kazawallet's order_id) counts for the payment that link
+was made for; when it names another payment besides, by an echo the provider does not sign,
+that payment is not touched (`unknown_reference` too) unless it has no link of its own.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from watcher.payments.outcomes import (
     CURRENCY_MISMATCH,
     FIXED_PRICE_METHODS,
     PAID,
+    PAYMENT_LINK_PROVIDERS,
     Change,
     Report,
     decide,
@@ -129,7 +133,7 @@ async def apply_stored(
         return Applied(report, UNKNOWN)
     row.payment_id = payment.id
     paid = _paid_try(payment, report) if report.outcome == PAID else None
-    fixed_price = payment.provider in FIXED_PRICE_METHODS
+    fixed_price = payment.provider in FIXED_PRICE_METHODS or source in PAYMENT_LINK_PROVIDERS
     short = shortfall(report, paid, from_kurus(payment.amount_kurus), fixed_price=fixed_price)
     if short is not None:
         row.reason = short
@@ -223,6 +227,8 @@ async def _store(session: AsyncSession, row: PaymentReport) -> bool:
 
 
 async def _find(session: AsyncSession, source: str, report: Report) -> Payment | None:
+    if source in PAYMENT_LINK_PROVIDERS and report.reference:
+        return await _find_by_link(session, source, report)
     mine = col(Payment.provider_name) == source
     if report.transaction_id:
         where = [col(Payment.id) == report.transaction_id, mine]
@@ -236,6 +242,51 @@ async def _find(session: AsyncSession, source: str, report: Report) -> Payment |
         ]
     else:
         return None
+    return await _locked(session, *where)
+
+
+async def _find_by_link(session: AsyncSession, source: str, report: Report) -> Payment | None:
+    """The payment whose payment link `report.reference` is: the provider signs that, and
+    only echoes our transactionId. By the echo only a payment with no link of its own (the
+    start answer named none, so its reference is its own id): said in the log either way."""
+    mine = col(Payment.provider_name) == source
+    payment = await _locked(session, mine, col(Payment.provider_ref) == report.reference)
+    if payment is not None:
+        if report.transaction_id not in (None, payment.id):
+            log.warning(
+                "provider.report_ref_not_its_payment",
+                source=source,
+                payment_id=payment.id,
+                transaction_id=report.transaction_id,
+                reference=report.reference,
+            )
+        return payment
+    if not report.transaction_id:
+        return None
+    payment = await _locked(session, mine, col(Payment.id) == report.transaction_id)
+    if payment is None:
+        return None
+    if payment.provider_ref not in (None, payment.id):
+        log.warning(
+            "provider.report_not_its_link",
+            source=source,
+            report_type=report.type,
+            payment_id=payment.id,
+            reference=report.reference,
+            link=payment.provider_ref,
+        )
+        return None
+    log.warning(
+        "provider.report_matched_by_ref",
+        source=source,
+        report_type=report.type,
+        payment_id=payment.id,
+        reference=report.reference,
+    )
+    return payment
+
+
+async def _locked(session: AsyncSession, *where: Any) -> Payment | None:
     query = select(Payment).where(*where).limit(1).with_for_update()
     return (await session.execute(query)).scalar_one_or_none()
 

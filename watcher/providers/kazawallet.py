@@ -7,9 +7,16 @@
   `paymentLink`, its id from `id`, `order_id` or `orderId`, at the top level or under `data`.
 - parse: the webhook's `secret` must be base64(HMAC-SHA512(api_secret, SHA256(amount + ":::" +
   order_id + ":::" + api_key))) (raw digests, as the seed's PHP), compared in constant time.
-  Matched by `ref`; fulfilled → paid, timed_out → expired. The secret covers neither the
-  status nor the ref, and Kazawallet sends a link's webhook once only: one report per link
-  (`order_id`), so a replayed or altered copy of a webhook changes nothing.
+  fulfilled → paid, timed_out → expired. The secret covers `order_id` and `amount` only:
+  which link, and what was paid for it, are Kazawallet's word; `ref`, `status` and
+  `currency` are not signed. So a webhook counts for the payment its link (`order_id`) was
+  made for, whatever its `ref` says (watcher.payments.reports), and a link is fixed-price:
+  less than it asked fails the payment, as a card paid short does (outcomes). Only for a
+  payment whose start answer named no link is `ref` believed, as it must be (logged). One
+  report is kept per link: once a link's webhook is stored, every copy of it (replayed, or
+  with `ref`, `status` or `currency` altered) is a repeat and changes nothing. A copy altered
+  before the real one reaches us would be taken in its place; that takes the webhook in
+  transit (TLS to the webhook URL), and still pays no other payment than the link's.
 - fetch, cancel: Kazawallet has no such calls; check: none either (NotChecked).
 
 The webhook is stored before it is answered (watcher.payments.reports): sent once, never lost.
@@ -107,6 +114,7 @@ class KazawalletProvider:
                 type=f"webhook.{status}"[:64],
                 outcome=outcome,
                 transaction_id=text_field(payload, "ref"),
+                reference=order_id,  # the link: what the secret vouches for
                 payment_ref=order_id,
                 paid_amount=amount_field(amount) if outcome == PAID else None,
                 paid_currency=(text_field(payload, "currency") or self.currency).upper(),
