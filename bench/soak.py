@@ -5,8 +5,8 @@
 
 A mix of payments (full, partial then the rest, over, late, and a share whose transfers are
 moved or dropped by devchain forks) is created through the API and paid on a devchain making
-a block every 0.5 s, while `watcher run` (or, with --split on PostgreSQL, `watcher api` ×2,
-`scan` ×2 and `deliver` ×2, killing the active scanner and the delivery workers) is killed
+a block every 0.5 s, while `watcher run` (or, with --split on PostgreSQL, `watcher api` x2,
+`scan` x2 and `deliver` x2, killing the active scanner and the delivery workers) is killed
 with SIGKILL at --kills random moments and started again. A merchant endpoint on loopback
 counts the callbacks by eventId. At the end it prints what it injected (kills with their
 moments, forks) and what it found (payments per expected final state, events, receipts,
@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.soak.run import Options, soak  # noqa: E402
+from tests.support.soak.run import Options, soak
 
 
 def main() -> int:
@@ -31,7 +31,7 @@ def main() -> int:
     parser.add_argument("--payments", type=int, default=2000)
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
-    parser.add_argument("--split", action="store_true", help="api/scan/deliver ×2 (PostgreSQL)")
+    parser.add_argument("--split", action="store_true", help="api/scan/deliver x2 (PostgreSQL)")
     parser.add_argument("--rate", type=float, default=10.0, help="payments started per second")
     parser.add_argument("--ttl-s", type=float, default=60.0, help="how long a payment is open")
     parser.add_argument("--seed", type=int, default=1)

@@ -2,7 +2,7 @@
 payments made and paid the way payers make them, SIGKILLs and faults injected, and an audit
 of what the database, the chain and a counting merchant endpoint show at the end.
 
-- `processes`: the `watcher` processes of a layout (`run`, or api/scan/deliver ×2), their
+- `processes`: the `watcher` processes of a layout (`run`, or api/scan/deliver x2), their
   config, SIGKILL and restart;
 - `merchant`: the callback endpoint that counts receipts by eventId (and can be down);
 - `payers`: the mix of payments (full, partial then the rest, over, late, through a fork),

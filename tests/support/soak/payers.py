@@ -3,7 +3,7 @@
 Kinds (what the payer does, and what the payment must end as):
     full      the exact amount at once                          completed
     partial   a third, then (once the API shows it received) the rest   completed
-    over      1.25 × the amount in one transfer                 completed, the excess kept
+    over      1.25 x the amount in one transfer                 completed, the excess kept
     late      the exact amount after the deadline               expired, late
     fork      the exact amount, then the blocks holding it are forked away: moved to
               another block (or, for a third, dropped from the chain and paid again)
@@ -70,11 +70,14 @@ class Order:
         return self.amount_micro
 
 
-def plan(n: int, rng: random.Random, prefix: str) -> list[Order]:
-    kinds = rng.choices(list(MIX), weights=list(MIX.values()), k=n)
+def plan(
+    n: int, rng: random.Random, prefix: str, mix: dict[str, int] | None = None, start: int = 0
+) -> list[Order]:
+    mix = mix or MIX
+    kinds = rng.choices(list(mix), weights=list(mix.values()), k=n)
     return [
         Order(i, kind, f"{prefix}-{i:05d}", Decimal(rng.randrange(10_000, 500_000)) / 100)
-        for i, kind in enumerate(kinds)
+        for i, kind in enumerate(kinds, start)
     ]
 
 

@@ -1,7 +1,7 @@
 """`watcher` processes as operators run them, killed with SIGKILL and started again.
 
-A layout is `watcher run` alone, or on PostgreSQL the split one: `watcher api` ×2 (two ports),
-`watcher scan` ×2 (one active, elected by an advisory lock) and `watcher deliver` ×2. Each
+A layout is `watcher run` alone, or on PostgreSQL the split one: `watcher api` x2 (two ports),
+`watcher scan` x2 (one active, elected by an advisory lock) and `watcher deliver` x2. Each
 start of a process writes its own log file (`NAME.N.log`), so the harness can tell what the
 current incarnation said (the active scanner is the one whose log last says
 `leader.acquired`).

@@ -186,8 +186,10 @@ class Killer:
             code = p.reap()
             if code is not None and code != -9:
                 at = time.monotonic() - self.t0
-                self.self_exits.append(f"{p.name} ended by itself with code {code} at "
-                                       f"{at:.1f} s (log {p.log_path.name})")
+                self.self_exits.append(
+                    f"{p.name} ended by itself with code {code} at "
+                    f"{at:.1f} s (log {p.log_path.name})"
+                )
                 p.start()
 
 
@@ -206,8 +208,13 @@ async def settled(
             if at is not None and (at.block is None or at.block.number > solid):
                 return False, "transfers not final on the chain yet"
     snap = await audit.snapshot(db_url)
-    open_ = [o for o in orders if o.txn and (p := snap.payments.get(o.txn)) is not None
-             and (p.status not in ("completed", "expired") or (o.kind == "late" and not p.late))]
+    open_ = [
+        o
+        for o in orders
+        if o.txn
+        and (p := snap.payments.get(o.txn)) is not None
+        and (p.status not in ("completed", "expired") or (o.kind == "late" and not p.late))
+    ]
     if open_:
         return False, f"{len(open_)} payments still open"
     pending = [c for c in snap.callbacks.values() if c.status == "pending"]
@@ -264,11 +271,14 @@ async def soak(opts: Options, say: Callable[[str], None] = print) -> Result:
     workdir = Path(tempfile.mkdtemp(prefix="watcher-soak-"))
     rng = random.Random(opts.seed)
     layout_name = "split: api ×2, scan ×2, deliver ×2" if opts.split else "watcher run"
-    say(f"soak: {opts.payments} payments, {opts.kills} SIGKILLs, {opts.db}, {layout_name}; "
-        f"work folder {workdir}")
-    async with database(opts.db, workdir) as db_url, devchain(
-        opts.block_ms, opts.solidify_lag
-    ) as node:
+    say(
+        f"soak: {opts.payments} payments, {opts.kills} SIGKILLs, {opts.db}, {layout_name}; "
+        f"work folder {workdir}"
+    )
+    async with (
+        database(opts.db, workdir) as db_url,
+        devchain(opts.block_ms, opts.solidify_lag) as node,
+    ):
         port = free_port()
         config = daemon_config(
             workdir / "watcher.toml",
@@ -293,9 +303,11 @@ async def soak(opts: Options, say: Callable[[str], None] = print) -> Result:
             result.lines.append(f"stopped with SIGTERM: exit codes {codes}")
             bad_stops = {k: c for k, c in codes.items() if c not in (0, None)}
             events, tracebacks = log_findings(layout)
-            result.lines.append("process logs: " + (", ".join(
-                f"{n} × {e}" for e, n in events.most_common()) or "no error events")
-                + f"; {len(tracebacks)} tracebacks")
+            result.lines.append(
+                "process logs: "
+                + (", ".join(f"{n} × {e}" for e, n in events.most_common()) or "no error events")
+                + f"; {len(tracebacks)} tracebacks"
+            )
             if bad_stops:
                 result.ok = False
                 result.lines.append(f"  VIOLATION processes that did not stop cleanly: {bad_stops}")
@@ -346,14 +358,15 @@ async def _soak(
     snap = await audit.snapshot(db_url)
     findings = audit.check(snap, orders, merchant, chain)
     lines = _injected(opts, killer, forker, orders, api, created_s, paid_s, settled_s, why)
-    lines += ["", "FOUND"] + findings.lines
+    lines += ["", "FOUND", *findings.lines]
     lines += findings.violation_lines()
     ok = findings.ok and not why and not killer.self_exits
     for exit_ in killer.self_exits:
         lines.append(f"  VIOLATION a process ended by itself: {exit_}")
     if why:
-        lines.append(f"  VIOLATION not settled {opts.settle_timeout_s:.0f} s after the last "
-                     f"payment: {why}")
+        lines.append(
+            f"  VIOLATION not settled {opts.settle_timeout_s:.0f} s after the last payment: {why}"
+        )
     return Result(ok, lines, Path())
 
 
@@ -380,16 +393,19 @@ def _injected(
         f"kills: {len(killer.kills)} SIGKILLs",
     ]
     for k in killer.kills:
-        lines.append(f"  {k.at_s:7.1f} s  SIGKILL pid {k.pid} {k.target}; "
-                     f"started again {k.restarted_after_s:.1f} s later")
+        lines.append(
+            f"  {k.at_s:7.1f} s  SIGKILL pid {k.pid} {k.target}; "
+            f"started again {k.restarted_after_s:.1f} s later"
+        )
     outcomes = Counter(o.fork for o in orders if o.kind == "fork")
     moved = sum(r.moved for r in forker.records)
     dropped = sum(r.dropped for r in forker.records)
     bystanders = sum(r.bystanders for r in forker.records)
     depths = Counter(r.depth for r in forker.records)
     lines.append(
-        f"forks: {len(forker.records)} (depths " + ", ".join(
-            f"{d}: {n}" for d, n in sorted(depths.items())) + f"); fork-kind transfers moved "
+        f"forks: {len(forker.records)} (depths "
+        + ", ".join(f"{d}: {n}" for d, n in sorted(depths.items()))
+        + f"); fork-kind transfers moved "
         f"{moved}, dropped and paid again {dropped}, missed (solidified first) "
         f"{outcomes.get('missed', 0)}; other transactions moved with them {bystanders}; "
         f"refused {forker.refused}"
