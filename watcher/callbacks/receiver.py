@@ -4,7 +4,8 @@
 `kasa_watcher_client.verify_webhook` (as a shop would), records what arrived (raw body,
 headers, verified payload), and keeps the eventIds in flight so overlapping deliveries of one
 event are caught. What it answers is up to `respond` (default: {"received": true} for
-authentic callbacks, 401 otherwise).
+authentic callbacks, 401 otherwise). A request cut off mid-body (its sender died) is not a
+callback: it is neither recorded nor answered.
 """
 
 from __future__ import annotations
@@ -88,7 +89,10 @@ class CallbackReceiver:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        received = self._check(await _body(receive), _headers(scope))
+        body = await _body(receive)
+        if body is None:
+            return  # the sender went away mid-body (killed): nothing arrived, nobody to answer
+        received = self._check(body, _headers(scope))
         event_id = received.event_id
         if self.in_flight[event_id]:
             self.overlaps.append(event_id)
@@ -129,10 +133,13 @@ def _loose(body: bytes) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-async def _body(receive: Receive) -> bytes:
+async def _body(receive: Receive) -> bytes | None:
+    """The whole request body, or None when the client disconnected before sending it all."""
     chunks = []
     while True:
         message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
         chunks.append(message.get("body", b""))
         if not message.get("more_body"):
             return b"".join(chunks)
