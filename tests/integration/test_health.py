@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from tests.integration.conftest import serve_api
 from tests.support.servers import serve_asgi
 from watcher.api import health
 from watcher.api.app import create_app
@@ -287,3 +288,50 @@ async def test_an_unreachable_database_is_reported_without_its_address() -> None
             assert "watcher_database_up 0.0" in r.text
     finally:
         await engine.dispose()
+
+
+async def test_says_while_binance_fails_that_creates_answer_502(db_url: str) -> None:
+    # Found by bench/faults.py: with Binance down and no last rate young enough to use,
+    # every create answered 502 while /healthz said "ok" and nothing about the rate.
+    async with serve_api(db_url, rates={"max_age_s": 0, "cache_s": 0}) as api:
+        api.binance.mode = "down"
+        assert (await api.create(externalRef="R-1")).status_code == 502
+        r = await api.http.get(f"{api.url}/healthz")
+        assert r.status_code == 200, r.text  # reported, not judged: every API shares Binance
+        rates = r.json()["checks"]["rates"]
+        assert rates["ok"] is False and rates["failingSeconds"] >= 0
+        assert "Binance answered HTTP 503" in rates["reason"]
+        assert "502 PROVIDER_ERROR" in rates["reason"]
+
+        api.binance.mode = "ok"
+        assert (await api.create(externalRef="R-2")).status_code == 200
+        rates = (await api.http.get(f"{api.url}/healthz")).json()["checks"]["rates"]
+        assert rates == {"ok": True}
+
+
+async def test_says_while_binance_fails_that_creates_use_the_last_rate(db_url: str) -> None:
+    async with serve_api(db_url, rates={"max_age_s": 3600, "cache_s": 0}) as api:
+        assert (await api.create(externalRef="R-1")).status_code == 200
+        api.binance.mode = "error"
+        assert (await api.create(externalRef="R-2")).status_code == 200
+        rates = (await api.http.get(f"{api.url}/healthz")).json()["checks"]["rates"]
+        assert rates["ok"] is True and "the last rate" in rates["reason"], rates
+
+
+async def test_says_which_callbacks_are_being_retried_without_degrading(probe: Probe) -> None:
+    # Found by bench/faults.py: a merchant's endpoint answering 503 for "hours" left
+    # /healthz saying nothing: callbacks waiting for their next attempt are not due.
+    now = now_ms()
+    await probe.cursors(HEAD, HEAD - 19, now)
+    await probe.payments("completed", "completed", callback_due_ms=now + 10 * MINUTE_MS)
+    async with probe.services.sessions() as s, s.begin():
+        for row in (await s.execute(select(Callback))).scalars():
+            row.attempts, row.last_status_code, row.last_error = 2, 503, "HTTP 503"
+            s.add(CallbackAttempt(callback_id=row.id, attempt=2, started_ms=now - 1_000))
+    r = await probe.http.get("/healthz")
+    assert r.status_code == 200, r.text
+    delivery = r.json()["checks"]["delivery"]
+    assert delivery["ok"] is True and delivery["due"] == 0
+    assert delivery["retrying"] == 2 and delivery["retryingHosts"] == 1
+    assert "the latest got HTTP 503" in delivery["reason"]
+    assert "shop.example" not in r.text  # /healthz is open to anyone: no merchant's host

@@ -16,7 +16,14 @@
   that time: no worker runs, or none gets anything done. One merchant's endpoint that never
   takes its callbacks (or a row a worker cannot send) shows in `overdue` and `oldestDueSeconds`
   while the others flow, and does not take the API out of its load balancer. Callbacks parked
-  as dead are counted but do not degrade: a merchant's broken endpoint is theirs.
+  as dead are counted but do not degrade: a merchant's broken endpoint is theirs. Callbacks
+  waiting for a retry after failed attempts are not due, so they are counted apart
+  (`retrying`, over `retryingHosts`, how the latest ended in `reason`): a merchant
+  endpoint that has been down for hours shows there.
+- rates: this process's rate source as its last fetch left it: while Binance fails, since when
+  and whether creates are refused for it (502) or priced at the last rate. Reported, never
+  judged: every API process shares Binance, so taking them all out of the load balancer
+  would only add the status and checkout pages to what is down.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from watcher.config import Settings
 from watcher.db.models import Callback, CallbackAttempt, ChainCursor
 from watcher.errors import NotFound
 from watcher.metrics import lag_seconds
+from watcher.rates.base import RateSource
 from watcher.tron.cursors import FINAL, NODE, SEEN, waiting_reason
 
 log = structlog.get_logger("watcher.health")
@@ -61,8 +69,14 @@ class Health:
         return {"status": self.status, "checks": self.checks}
 
 
+JUDGED = ("database", "follower", "delivery")
+
+
 async def check_health(
-    sessions: async_sessionmaker[AsyncSession], settings: Settings, now: int
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    now: int,
+    rates: RateSource | None = None,
 ) -> Health:
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_S), sessions() as session:
@@ -74,10 +88,17 @@ async def check_health(
         log.warning("health.database_unreachable", error=repr(exc))
         unknown = {"ok": False, "reason": "database unreachable"}
         database = {"ok": False, "error": type(exc).__name__}
-        return Health(False, {"database": database, "follower": unknown, "delivery": unknown})
-    checks = {"database": {"ok": True}, "follower": follower, "delivery": delivery}
-    starting = follower.get("starting", False)
-    return Health(all(c["ok"] for c in checks.values()), checks, starting=starting)
+        checks: dict[str, dict[str, Any]] = {
+            "database": database,
+            "follower": unknown,
+            "delivery": unknown,
+        }
+    else:
+        checks = {"database": {"ok": True}, "follower": follower, "delivery": delivery}
+    if rates is not None:
+        checks["rates"] = rates.health(now)
+    starting = checks["follower"].get("starting", False)
+    return Health(all(checks[name]["ok"] for name in JUDGED), checks, starting=starting)
 
 
 async def _follower(session: AsyncSession, max_lag: int, now: int) -> dict[str, Any]:
@@ -133,6 +154,7 @@ async def _delivery(session: AsyncSession, now: int) -> dict[str, Any]:
     dead = await session.scalar(
         select(func.count()).select_from(Callback).where(col(Callback.status) == "dead")
     )
+    retrying, retrying_hosts, latest = await _retrying(session)
     # The newest attempt by id (the primary key's index), not by time: no scan as it grows.
     last_ms = await session.scalar(
         select(col(CallbackAttempt.started_ms) + col(CallbackAttempt.duration_ms))
@@ -150,17 +172,46 @@ async def _delivery(session: AsyncSession, now: int) -> dict[str, Any]:
         "lastAttemptSeconds": last_s,
         "maxWaitSeconds": DELIVERY_MAX_WAIT_S,
         "dead": dead or 0,
+        "retrying": retrying,
+        "retryingHosts": retrying_hosts,
     }
     if stalled:
         since = "no attempt yet" if last_s is None else f"no attempt for {last_s:.0f} s"
         report["reason"] = f"{overdue} callbacks overdue, the oldest for {oldest_s:.0f} s; {since}"
+    elif retrying:
+        report["reason"] = (
+            f"{retrying} callbacks waiting for a retry after failed attempts, to "
+            f"{retrying_hosts} merchant hosts (watcher callbacks list); the latest got {latest}"
+        )
     return report
+
+
+async def _retrying(session: AsyncSession) -> tuple[int, int, str]:
+    """Pending callbacks with failed attempts behind them: how many, to how many hosts, and
+    how the newest one's last attempt ended. Neither host nor error text: /healthz is open
+    to anyone, `watcher callbacks list` shows them to operators."""
+    failed = (col(Callback.status) == "pending", col(Callback.attempts) > 0)
+    count, hosts = (
+        await session.execute(
+            select(func.count(), func.count(func.distinct(col(Callback.host)))).where(*failed)
+        )
+    ).one()
+    if not count:
+        return 0, 0, ""
+    code = await session.scalar(
+        select(col(Callback.last_status_code))
+        .where(*failed)
+        .order_by(col(Callback.id).desc())
+        .limit(1)
+    )
+    return int(count), int(hosts), f"HTTP {code}" if code else "no answer"
 
 
 @router.get("/healthz", include_in_schema=False)
 async def healthz(request: Request) -> JSONResponse:
     services = request.app.state.services
-    health = await check_health(services.sessions, services.settings, services.clock())
+    rates = getattr(services, "rates", None)
+    health = await check_health(services.sessions, services.settings, services.clock(), rates)
     return JSONResponse(health.body(), status_code=200 if health.ok else 503)
 
 

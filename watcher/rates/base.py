@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -19,4 +19,10 @@ class Quote:
 class RateSource(Protocol):
     async def quote(self) -> Quote:
         """The current rate; raises watcher.errors.ProviderError when none can be had."""
+        ...
+
+    def health(self, now_ms: int) -> dict[str, Any]:
+        """For /healthz: `ok` is whether creates can be priced, as the last fetch left it
+        (`{"ok": True}` while the source answers), with `reason` and `failingSeconds`
+        while it fails."""
         ...

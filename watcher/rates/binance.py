@@ -10,6 +10,7 @@
 - When Binance fails, the last rate (in memory, else the last stored one) is used while it is
   at most `rates.max_age_s` old, without asking Binance again for `cache_s`; otherwise
   ProviderError (502 PROVIDER_ERROR).
+- `health()` tells /healthz since when fetches fail and whether creates are refused for it.
 
 python-binance runs on aiohttp and lets aiohttp's own errors (connection refused, timeouts,
 content-type errors) escape unwrapped next to its BinanceAPIException and
@@ -96,6 +97,11 @@ class BinanceRateSource:
         # After a failed fetch the stale rate is served without asking again for cache_s,
         # so an outage does not make every create wait for a timeout.
         self._quiet_until_ms = 0
+        # Since when fetches fail (None: the last one worked), why, and whether the last
+        # create had to be refused for it (no rate young enough to fall back on).
+        self._failing_since_ms: int | None = None
+        self._failure = ""
+        self._refused = False
 
     async def quote(self) -> Quote:
         last, now = self._last, self._clock()
@@ -139,11 +145,30 @@ class BinanceRateSource:
         if not fut.cancelled():
             fut.exception()  # retrieved here too, in case every waiter was cancelled
 
+    def health(self, now_ms: int) -> dict[str, Any]:
+        if self._failing_since_ms is None:
+            return {"ok": True}
+        failing_s = max(0, now_ms - self._failing_since_ms) // 1000
+        if self._refused:
+            outcome = "creates answer 502 PROVIDER_ERROR"
+        else:
+            outcome = "creates use the last rate while it is at most rates.max_age_s old"
+        return {
+            "ok": not self._refused,
+            "failingSeconds": failing_s,
+            "reason": f"Binance has failed for {failing_s} s ({self._failure}): {outcome}",
+        }
+
     async def _refresh(self) -> Quote:
         try:
-            return await self.fetch()
+            quote = await self.fetch()
         except UpstreamError as exc:
+            if self._failing_since_ms is None:
+                self._failing_since_ms = self._clock()
+            self._failure = str(exc)
             return await self._fallback(exc)
+        self._failing_since_ms, self._refused = None, False
+        return quote
 
     async def _fallback(self, exc: UpstreamError) -> Quote:
         last = self._last or await self.last_stored()
@@ -161,7 +186,9 @@ class BinanceRateSource:
                 age_ms=now - last.fetched_ms,
             )
             self._last, self._quiet_until_ms = last, now + self._cache_ms
+            self._refused = False
             return last
+        self._refused = True
         log.error("rate_unavailable", symbol=self._symbol, error=str(exc))
         raise ProviderError(f"the exchange rate is unavailable: {exc}") from exc
 
