@@ -92,22 +92,20 @@ class Timeline:
 
 
 def health_text(status: int | None, body: dict[str, Any] | None) -> str:
+    """What /healthz said, in one line: the verdict, then every check that is not ok or has
+    something to say (a `reason` while ok, the follower waiting for the node, callbacks due)."""
     if status is None or body is None:
         return "healthz: no answer"
     parts = [f"healthz {status} {body.get('status')}"]
     for name, check in body.get("checks", {}).items():
+        why = check.get("reason") or check.get("error") or check.get("waiting")
         if not check.get("ok", True):
-            why = check.get("reason") or check.get("error") or "not ok"
-            parts.append(f"{name}: {why}")
-    follower = body.get("checks", {}).get("follower", {})
-    if "waiting" in follower and follower.get("ok", True):
-        parts.append(f"follower waiting: {follower['waiting']}")
+            parts.append(f"{name} NOT ok: {why or 'no reason given'}")
+        elif why:
+            parts.append(f"{name} ok: {why}")
     delivery = body.get("checks", {}).get("delivery", {})
     if delivery.get("due"):
-        parts.append(
-            f"delivery due {delivery['due']}, oldest {delivery.get('oldestDueSeconds')} s"
-            f", dead {delivery.get('dead')}"
-        )
+        parts.append(f"callbacks due {delivery['due']}")
     return "; ".join(parts)
 
 

@@ -9,6 +9,10 @@ Kinds (what the payer does, and what the payment must end as):
               another block (or, for a third, dropped from the chain and paid again)
                                                                 completed, credited once
 
+An order whose create is answered with less than half its time left (the daemon was killed
+after committing it and took that long to come back) is paid after its deadline instead, as
+a `late` one, and counted as such.
+
 Creates go to the API ports in turn and are retried on what a restart or an outage answers
 (no connection, 502, 503, 429) with the same externalRef and amount, so a create whose
 answer a SIGKILL swallowed must come back as the same payment.
@@ -59,6 +63,7 @@ class Order:
     expires_ms: int = 0
     sent: list[Sent] = field(default_factory=list)
     fork: str = ""  # moved | dropped | missed
+    turned_late: str = ""  # the kind it had, when its create was answered too late to pay on time
     error: str = ""
     done: bool = False
 
@@ -265,6 +270,11 @@ class Payer:
         return txid
 
     async def _pay(self, order: Order) -> None:
+        if order.kind != "late" and time.time() * 1000 > order.expires_ms - self.ttl_s * 500:
+            # The create's answer came with less than half the payment's time left (the
+            # daemon was down or starting, under SIGKILLs, for that long after committing
+            # it): the payer pays after the deadline instead, and the payment must end late.
+            order.turned_late, order.kind = order.kind, "late"
         kind = order.kind
         if kind in ("full", "over"):
             self._send(order, order.due_micro)

@@ -410,5 +410,11 @@ def _injected(
         f"{outcomes.get('missed', 0)}; other transactions moved with them {bystanders}; "
         f"refused {forker.refused}"
     )
+    turned = Counter(o.turned_late for o in orders if o.turned_late)
+    if turned:
+        lines.append(
+            f"orders answered with less than half their time left, paid late instead: "
+            f"{sum(turned.values())} (" + ", ".join(f"{n} {k}" for k, n in turned.items()) + ")"
+        )
     lines.append("create answers: " + ", ".join(f"{n} × {c}" for c, n in api.answers.most_common()))
     return lines
