@@ -149,6 +149,61 @@ async def test_the_approved_amount_is_the_paid_amount(bank: ProviderHarness) -> 
     assert (status["status"], status["provider"]["paidAmount"]) == ("completed", Decimal("999.5"))
 
 
+# "amount" missing (MISSING), unreadable, not above zero, not finite, absurd or not a number.
+MISSING = object()
+NO_AMOUNTS: list[object] = [
+    "abc",
+    MISSING,
+    None,
+    -5,
+    "-5",
+    0,
+    "0.00",
+    "NaN",
+    "Infinity",
+    "",
+    "1e999999999",
+    [1000],
+    {"value": 1000},
+    True,
+]
+
+
+async def test_a_successful_deposit_without_a_readable_positive_amount_is_refused(
+    bank: ProviderHarness,
+) -> None:
+    """A successful deposit says what arrived ("the amount you will consider"): one that does
+    not, readably and above zero, is a malformed callback (401, as a body that is not JSON),
+    kept nowhere, and the payment waits for a good one; it is never completed with
+    paidAmount null."""
+    txn = (await bank.pay("bank")).json()["transactionId"]
+    for amount in NO_AMOUNTS:
+        body = jsonio.loads(deposit(txn, "successful"))
+        if amount is MISSING:
+            del body["amount"]
+        else:
+            body["amount"] = amount
+        resp = await bank.webhook("banktransfer", jsonio.dumps(body).encode(), JSON, TOKEN)
+        assert resp.status_code == 401, (amount, resp.text)
+        assert resp.json()["error"]["code"] == "UNAUTHORIZED"
+    status = await bank.status(txn)
+    assert (status["status"], status["provider"]["paidAmount"]) == ("pending", None)
+    async with bank.services.sessions() as s:
+        assert (await s.execute(select(PaymentReport))).first() is None
+    # the same deposit with its amount completes it
+    good = await bank.webhook("banktransfer", deposit(txn, "successful"), JSON, TOKEN)
+    assert good.status_code == 200
+    assert (await bank.status(txn))["status"] == "completed"
+
+
+async def test_an_unsuccessful_deposit_needs_no_amount(bank: ProviderHarness) -> None:
+    txn = (await bank.pay("bank")).json()["transactionId"]
+    body = jsonio.loads(deposit(txn, "unsuccessful", amount="abc"))
+    resp = await bank.webhook("banktransfer", jsonio.dumps(body).encode(), JSON, TOKEN)
+    assert resp.status_code == 200
+    assert (await bank.status(txn))["status"] == "failed"
+
+
 async def test_a_wrong_or_missing_token_is_refused_and_changes_nothing(
     bank: ProviderHarness,
 ) -> None:

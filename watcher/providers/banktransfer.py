@@ -8,10 +8,13 @@ operator's account and POSTs each deposit it sees, quoting the reference the pay
   /providers/banktransfer/webhook/{webhook_token} (compared in constant time) from one of
   `allowed_ips` (none listed: any address). Deposit callbacks: successful → paid (`amount`,
   "the amount you will consider", is the paid amount), unsuccessful → failed (statusReason
-  kept). The seed warns the same transaction may come again with another status: each
-  (transactionId, status) is one report, so a repeat changes nothing and a change is applied
-  and reported. Withdraw callbacks are answered and kept: withdrawals are not part of this
-  daemon. The seed's `hash` stays in the stored body.
+  kept). A successful deposit without a readable amount above zero is malformed: refused as
+  a body that is not JSON is (WebhookRejected), nothing kept; the seed says nothing of what
+  the receiver answers, and the service may send it again, corrected. The seed warns the
+  same transaction may come again with another status: each (transactionId, status) is one
+  report, so a repeat changes nothing and a change is applied and reported. Withdraw
+  callbacks are answered and kept: withdrawals are not part of this daemon. The seed's
+  `hash` stays in the stored body.
 - fetch: the service has no status call; an unreported payment expires after its deadline.
 """
 
@@ -87,6 +90,10 @@ def _report(payload: Mapping[str, Any]) -> Report:
     if kind != "deposit":  # a withdraw callback: not ours to act on
         return Report(key=f"{kind}:{key}", type=f"{kind}.{status}"[:64], outcome=None)
     outcome = DEPOSIT_STATUSES.get(status)
+    paid = amount_field(payload.get("amount")) if outcome == PAID else None
+    if outcome == PAID and (paid is None or paid <= 0):
+        # What arrived is what completes the payment: without it, nothing to complete with.
+        raise WebhookRejected("a successful deposit without a readable amount above zero")
     reason = text_field(payload, "statusReason")
     return Report(
         key=key,
@@ -94,6 +101,6 @@ def _report(payload: Mapping[str, Any]) -> Report:
         outcome=outcome,
         transaction_id=ours,
         payment_ref=theirs,
-        paid_amount=amount_field(payload.get("amount")) if outcome == PAID else None,
+        paid_amount=paid,
         reason=(clean(reason) if reason else "unsuccessful") if outcome == FAILED_OUTCOME else None,
     )
