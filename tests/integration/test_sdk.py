@@ -4,18 +4,24 @@ SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import json
 from decimal import Decimal
+from typing import Any
 
 import pytest
-from kasa_watcher_client import Client, WatcherAPIError, WatcherClient
+from kasa_watcher_client import Client, WatcherAPIError, WatcherClient, verify_webhook
 
 from tests.integration.conftest import ApiHarness
 from tests.support.callbacks import add_event
 from tests.support.servers import serve_asgi
 from watcher.callbacks.delivery import DeliveryWorker
+from watcher.callbacks.payload import callback_payload, encode
 from watcher.callbacks.receiver import CallbackReceiver
-from watcher.clock import now_ms
+from watcher.callbacks.signing import sign_body
+from watcher.clock import iso, now_ms
+from watcher.db.models import PaymentEvent
 from watcher.merchants import create_merchant
+from watcher.payments.view import is_money
 
 
 def client(api: ApiHarness, key: str | None = None) -> WatcherClient:
@@ -126,3 +132,93 @@ async def test_the_blocking_client_speaks_the_same_api(api: ApiHarness) -> None:
     with pytest.raises(WatcherAPIError) as again_cancel:
         await asyncio.to_thread(cancel_twice)
     assert (again_cancel.value.status, again_cancel.value.code) == (409, "INVALID_STATE")
+
+
+def inexact_money(value: Any, path: str = "") -> list[str]:
+    """Where a money field (the daemon's is_money: amount, rate, …Amount, …Usdt), at any
+    depth outside the merchant's own metadata, came back as anything but Decimal or null."""
+    wrong: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "metadata":
+                continue
+            if is_money(key) and item is not None and type(item) is not Decimal:
+                wrong.append(f"{path}.{key}={item!r}")
+            wrong += inexact_money(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            wrong += inexact_money(item, f"{path}[{i}]")
+    return wrong
+
+
+async def test_every_money_field_comes_back_as_decimal_even_when_whole(api: ApiHarness) -> None:
+    """The README says amounts are Decimal: a whole one too (10000, a receivedUsdt of 0), in
+    API answers and in a verified callback. Counts stay int, metadata stays as sent."""
+    async with api.services.sessions() as s, s.begin():
+        await add_event(s, api.merchant.id, None, now_ms() - 60_000, ref="EV-WHOLE")
+    receiver = CallbackReceiver(api.merchant.webhook_secret)
+    async with serve_asgi(receiver) as hook, client(api) as kasa:
+        created = await kasa.create_payment(
+            Decimal("10000"),
+            "Ahmet Yılmaz",
+            "ORD-WHOLE",
+            callback_url=f"{hook}/kasa",
+            metadata={"userId": 123456, "amount": 5},
+        )
+        status = await kasa.get_status(transaction_id=created["transactionId"])
+        assert type(status["amount"]) is Decimal, status
+        cancelled = await kasa.cancel(created["transactionId"])
+        sv = api.services
+        worker = DeliveryWorker(sv.settings, sv.sessions, sv.box, sv.http, sv.clock, "sdk-test")
+        assert await worker.run_once() == 1
+        events = await kasa.events()
+    [payload] = receiver.verified()
+    assert [e["externalRef"] for e in events["events"]] == ["EV-WHOLE"]
+    for answer in (created, status, cancelled, events, payload):
+        assert inexact_money(answer) == [], answer
+    assert type(payload["amount"]) is Decimal and payload["amount"] == 10000
+    assert type(payload["sequence"]) is int and type(events["events"][0]["sequence"]) is int
+    assert payload["metadata"] == {"userId": 123456, "amount": 5}
+    assert type(payload["metadata"]["amount"]) is int
+
+
+def test_a_verified_callback_has_decimal_money_in_every_block() -> None:
+    """A card payment's callback, as the worker builds and signs it, with whole figures in
+    the provider block and the details: all Decimal once verified, sequence an int."""
+    secret, ts = "whsec_whole", iso(now_ms())
+    data = {
+        "transactionId": "txn_1",
+        "externalRef": "ORD-1",
+        "status": "failed",
+        "amount": 750,
+        "currency": "TRY",
+        "fullName": "Şule Işık",
+        "metadata": {"amount": 1},
+        "provider": {"name": "kazawallet", "reference": "pl_1", "paidAmount": 700, "rate": 35},
+        "crypto": {"amountUsdt": 21, "receivedUsdt": 0, "lateUsdt": None, "confirmations": 19},
+        "details": {"reason": "amount_mismatch", "paidAmount": 700, "overpaidUsdt": 1},
+    }
+    event = PaymentEvent(
+        event_id="evt_1",
+        payment_id="txn_1",
+        merchant_id=1,
+        type="payment.failed",
+        sequence=3,
+        status="failed",
+        created_ms=now_ms(),
+        data_json=json.dumps(data),
+    )
+    payload = callback_payload(event, secret, ts)
+    body = encode(payload)
+    assert b'"amount":750,' in body and b'"paidAmount":700' in body  # whole, as JSON sends it
+    headers = {
+        "X-Signature": payload["signature"],
+        "X-Timestamp": ts,
+        "X-Body-Signature": sign_body(secret, ts, body),
+    }
+    verified = verify_webhook(body, headers, secret)
+    assert inexact_money(verified) == [], verified
+    assert (verified["amount"], verified["provider"]["paidAmount"]) == (750, 700)
+    assert type(verified["sequence"]) is int and verified["sequence"] == 3
+    assert type(verified["crypto"]["confirmations"]) is int
+    assert type(verified["metadata"]["amount"]) is int

@@ -5,9 +5,9 @@
                                             callback_url="https://shop.example.com/kasa")
         status = await kasa.get_status(external_ref="ORD-1")
 
-Both take the same arguments and return the same dicts; amounts are exact both ways (Decimal,
-or int when whole; never float). An error answer raises WatcherAPIError with its code
-(INVALID_AMOUNT, DUPLICATE_REF, …).
+Both take the same arguments and return the same dicts; amounts are Decimal both ways (every
+money field of an answer, whole or not; never float). An error answer raises
+WatcherAPIError with its code (INVALID_AMOUNT, DUPLICATE_REF, …).
 """
 
 from __future__ import annotations

@@ -39,8 +39,8 @@ def verify_webhook(
     """The callback payload, once both signatures and the timestamp check out.
 
     `secret` is the live webhook secret (pass "" to accept test callbacks only), `test_secret`
-    the test one. `now` is epoch seconds (default: the current time). Amounts come back exact
-    (Decimal, or int when whole); `livemode` is always present. Raises
+    the test one. `now` is epoch seconds (default: the current time). Money fields come back as
+    Decimal, whole ones too; `livemode` is always present. Raises
     WebhookVerificationError naming the check that failed.
     """
     if not secret and not test_secret:
