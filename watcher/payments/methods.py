@@ -20,6 +20,7 @@ from watcher.db.models import Payment
 from watcher.merchants import AuthedKey
 from watcher.payments.outcomes import Report
 from watcher.payments.request import CreateRequest
+from watcher.payments.snapshot import Snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +35,10 @@ class Block:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-# Fills a new payment's method fields (and sets its deadline) inside the create transaction.
-Opener = Callable[[AsyncSession, Payment], Awaitable[None]]
+# Fills a new payment's method fields (and sets its deadline) inside the create transaction,
+# with what that transaction read first (the chain head). It may store the payment (flush) if
+# it must refer to its row; the service stores it otherwise.
+Opener = Callable[[AsyncSession, Payment, Snapshot], Awaitable[None]]
 # The blocks of these payments, by payment id; a payment without one is left out.
 Describe = Callable[[AsyncSession, Sequence[Payment]], Awaitable[dict[str, Block]]]
 

@@ -26,6 +26,8 @@ from watcher.errors import (
     LimitExceeded,
     NotFound,
     ProviderError,
+    SystemDisabled,
+    WatcherError,
 )
 from watcher.merchants import AuthedKey
 from watcher.money import canonical, to_kurus
@@ -43,8 +45,9 @@ from watcher.payments.reports import (
     store_reports,
 )
 from watcher.payments.request import CreateRequest, not_enabled
+from watcher.payments.snapshot import Snapshot
+from watcher.payments.snapshot import read as read_snapshot
 from watcher.payments.states import CANCELLED, PENDING
-from watcher.payments.switch import ensure_enabled
 from watcher.secrets import new_id
 
 log = structlog.get_logger("watcher.payments")
@@ -82,24 +85,39 @@ class PaymentService:
         return (await self._describe(session, [payment])).get(payment.id)
 
     async def create(self, key: AuthedKey, req: CreateRequest) -> Created:
+        """One transaction reads what it needs in one statement (switch, head, this ref) and
+        inserts. A request repeating an earlier one's externalRef gets that payment whatever
+        else stands in the way now: the switch, the rate source, a limit it fills itself."""
         method = self._methods.get(req.provider)
         if method is None:
             raise not_enabled(req.provider)
-        existing = await self._existing(key, req)
-        if existing is not None:
-            return Created(await self._started(method, existing), False, method)
-        opener = await method.prepare(key, req)  # network I/O stays outside the transaction
+        try:
+            opener = await method.prepare(key, req)  # network I/O stays outside the transaction
+        except WatcherError:
+            replay = await self._replay(method, key, req)
+            if replay is None:
+                raise
+            return replay
         try:
             async with self._sessions() as session, session.begin():
-                await ensure_enabled(session)
-                payment = await self._insert(session, key, req, opener)
+                snapshot = await read_snapshot(session, key, req.external_ref)
+                existing = None
+                if snapshot.existing_id is not None:
+                    existing = await session.get(Payment, snapshot.existing_id)
+                if existing is None:
+                    if snapshot.disabled:
+                        raise SystemDisabled("payments are temporarily disabled by the operator")
+                    payment = await self._insert(session, key, req, opener, snapshot)
         except (IntegrityError, LimitExceeded):
             # A concurrent request with the same ref won the insert: answer with its payment.
             # Its payment may also be what now fills the customer's limit, so a limit refusal
             # is checked the same way: a retry must get the payment, not a 403 because of it.
-            existing = await self._existing(key, req)
-            if existing is None:
+            replay = await self._replay(method, key, req)
+            if replay is None:
                 raise
+            return replay
+        if existing is not None:
+            _check_same(existing, req)
             return Created(await self._started(method, existing), False, method)
         payment = await self._started(method, payment, made_now=True)
         log.info(
@@ -110,6 +128,15 @@ class PaymentService:
             amount_try=canonical(req.amount),
         )
         return Created(payment, True, method)
+
+    async def _replay(
+        self, method: PaymentMethod, key: AuthedKey, req: CreateRequest
+    ) -> Created | None:
+        """The payment an earlier request made with this externalRef, if any."""
+        existing = await self._existing(key, req)
+        if existing is None:
+            return None
+        return Created(await self._started(method, existing), False, method)
 
     async def _started(
         self, method: PaymentMethod, payment: Payment, *, made_now: bool = False
@@ -157,17 +184,17 @@ class PaymentService:
     async def _existing(self, key: AuthedKey, req: CreateRequest) -> Payment | None:
         async with self._sessions() as session:
             payment = await _by_ref(session, key, req.external_ref)
-        if payment is None:
-            return None
-        if payment.amount_kurus != to_kurus(req.amount) or payment.provider != req.provider:
-            raise DuplicateRef(
-                f"externalRef {req.external_ref!r} already exists with another "
-                f"{'amount' if payment.provider == req.provider else 'provider'}"
-            )
+        if payment is not None:
+            _check_same(payment, req)
         return payment
 
     async def _insert(
-        self, session: AsyncSession, key: AuthedKey, req: CreateRequest, opener: Opener
+        self,
+        session: AsyncSession,
+        key: AuthedKey,
+        req: CreateRequest,
+        opener: Opener,
+        snapshot: Snapshot,
     ) -> Payment:
         now = self._clock()
         await limits.check(
@@ -199,12 +226,15 @@ class PaymentService:
             updated_ms=now,
             expires_ms=now,  # the method sets the deadline
         )
-        await opener(session, payment)
+        await opener(session, payment, snapshot)
         session.add(payment)
         await session.flush()  # the unique (merchant, mode, ref) constraint fires here
         return payment
 
-    async def get(self, key: AuthedKey, *, txn_id: str | None, ref: str | None) -> Payment:
+    async def get(
+        self, key: AuthedKey, *, txn_id: str | None, ref: str | None
+    ) -> tuple[Payment, Block | None]:
+        """The merchant's payment by id or externalRef, and its method's block (one session)."""
         if not _storable(txn_id) or not _storable(ref):
             raise NotFound("no such transaction")
         async with self._sessions() as session:
@@ -218,9 +248,9 @@ class PaymentService:
                 payment = await _by_ref(session, key, ref)
             else:
                 raise InvalidRequest("give transactionId or externalRef")
-        if payment is None:
-            raise NotFound("no such transaction")
-        return payment
+            if payment is None:
+                raise NotFound("no such transaction")
+            return payment, await self.block(session, payment)
 
     async def report(
         self, source: str, reports: Sequence[Report], body: bytes | None = None
@@ -301,6 +331,15 @@ class PaymentService:
                 "or expire, and settle the funds with the payer"
             )
         return payment
+
+
+def _check_same(payment: Payment, req: CreateRequest) -> None:
+    """A repeated externalRef must come with the same amount and provider."""
+    if payment.amount_kurus != to_kurus(req.amount) or payment.provider != req.provider:
+        raise DuplicateRef(
+            f"externalRef {req.external_ref!r} already exists with another "
+            f"{'amount' if payment.provider == req.provider else 'provider'}"
+        )
 
 
 def _brief(exc: Exception) -> str:

@@ -24,6 +24,7 @@ from watcher.money import canonical, from_kurus, json_number
 from watcher.payments.methods import Block, Opener
 from watcher.payments.outcomes import Report
 from watcher.payments.request import CreateRequest
+from watcher.payments.snapshot import Snapshot
 from watcher.providers.base import Order, Provider, Tracked
 from watcher.providers.sandbox import NAME as SANDBOX
 from watcher.rates.base import RateSource
@@ -56,7 +57,7 @@ class ProviderMethod:
         converts = self._adapters[name].currency != req.currency
         quote = await self._rates.quote() if converts else None  # outside the transaction
 
-        async def open_(session: AsyncSession, payment: Payment) -> None:
+        async def open_(session: AsyncSession, payment: Payment, _: Snapshot) -> None:
             payment.provider_name = name
             payment.expires_ms = payment.created_ms + self._ttl_ms
             if quote is not None:

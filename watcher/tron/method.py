@@ -16,15 +16,15 @@ from sqlmodel import col
 
 from watcher.clock import iso
 from watcher.config import Settings
-from watcher.db.models import ChainCursor, Payment, Transfer
+from watcher.db.models import Payment, Transfer
 from watcher.errors import InvalidAmount, ProviderError
 from watcher.merchants import AuthedKey
 from watcher.money import canonical, from_micro, json_number, to_micro, usdt_for_try
 from watcher.payments.methods import Opener
 from watcher.payments.outcomes import Report
 from watcher.payments.request import CreateRequest
+from watcher.payments.snapshot import Snapshot
 from watcher.rates.base import Quote, RateSource
-from watcher.tron import cursors
 from watcher.tron.transfers import DROPPED
 from watcher.tron.view import NETWORK
 from watcher.wallets.base import AddressAllocator
@@ -47,8 +47,8 @@ class CryptoMethod:
         quote = await self._rates.quote()
         usdt = self._usdt_due(req, quote)
 
-        async def open_(session: AsyncSession, payment: Payment) -> None:
-            await self._open(session, payment, quote, usdt)
+        async def open_(session: AsyncSession, payment: Payment, snapshot: Snapshot) -> None:
+            await self._open(session, payment, snapshot, quote, usdt)
 
         return open_
 
@@ -62,13 +62,22 @@ class CryptoMethod:
         return usdt
 
     async def _open(
-        self, session: AsyncSession, payment: Payment, quote: Quote, usdt: Decimal
+        self,
+        session: AsyncSession,
+        payment: Payment,
+        snapshot: Snapshot,
+        quote: Quote,
+        usdt: Decimal,
     ) -> None:
-        payment.created_block = await _seen_head(session)
+        if snapshot.head is None:
+            raise ProviderError("the chain follower has not started yet; try again shortly")
+        # Transfers at or below the head of the moment never count for the payment.
+        payment.created_block = snapshot.head
         payment.expires_ms = payment.created_ms + self._ttl_ms
         payment.rate = canonical(quote.price)
-        session.add(payment)
-        await session.flush()  # the unique (merchant, mode, ref) constraint fires here
+        if self._addresses.row_first:
+            session.add(payment)
+            await session.flush()  # the unique (merchant, mode, ref) constraint fires here
         allocation = await self._addresses.allocate(
             session, payment.id, to_micro(usdt), payment.expires_ms + self._late_ms
         )
@@ -108,11 +117,3 @@ class CryptoMethod:
                 "expiresAt": iso(payment.expires_ms),
             },
         }
-
-
-async def _seen_head(session: AsyncSession) -> int:
-    """The head block at creation: transfers at or below it never count for the payment."""
-    cursor = await session.get(ChainCursor, cursors.SEEN)
-    if cursor is None:
-        raise ProviderError("the chain follower has not started yet; try again shortly")
-    return cursor.block_number

@@ -22,10 +22,15 @@ class Allocation:
 
 
 class AddressAllocator(Protocol):
+    # Whether allocate() refers to the payment's row (which is then flushed before it);
+    # otherwise the row is inserted once, address included.
+    row_first: bool
+
     async def allocate(
         self, session: AsyncSession, payment_id: str, amount_micro: int, release_ms: int
     ) -> Allocation:
-        """Called inside the create transaction, after the payment row is flushed.
+        """Called inside the create transaction (after the payment row is flushed, if
+        `row_first`).
 
         `release_ms`: when the address/amount may be reused (deadline + late window).
         """

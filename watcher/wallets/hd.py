@@ -102,6 +102,8 @@ async def _bump(session: AsyncSession, name: str) -> int | None:
 class HdAllocator:
     """AddressAllocator for `hd` mode: a fresh derived address per payment."""
 
+    row_first = False  # the index is the payment's own; nothing refers to its row
+
     def __init__(self, xpub: str) -> None:
         self.deriver = HdDeriver(xpub)
 

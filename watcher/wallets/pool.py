@@ -38,6 +38,8 @@ MAX_TAG: Final = 9_999  # micro-USDT; below one cent
 class PoolAllocator:
     """AddressAllocator for `pool` mode; see the module docstring."""
 
+    row_first = True  # its address_tag row refers to the payment's
+
     def __init__(
         self,
         addresses: Sequence[str],
