@@ -77,6 +77,9 @@ class ApiSettings(_Section):
     rate_limit_per_minute: int = Field(120, ge=0)
     auth_failures_per_minute: int = Field(30, ge=0)
     pay_rate_limit_per_minute: int = Field(600, ge=0)
+    # Seconds an API process remembers a key that authenticated; a key rotated or a merchant
+    # disabled by another process (the CLI) is refused once this has passed. 0: look up each.
+    key_cache_s: float = Field(2, ge=0, le=60)
     trusted_proxies: list[str] = ["127.0.0.1", "::1"]
     max_body_bytes: int = Field(65536, ge=1024)
 

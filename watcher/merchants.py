@@ -4,13 +4,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from watcher.clock import now_ms
 from watcher.db.models import ApiKey, Merchant
 from watcher.secrets import SecretBox, hash_api_key, new_api_key, new_webhook_secret, same
+
+# How many times this process has changed which keys authenticate (a rotation, a merchant
+# disabled or enabled). A key remembered as valid (watcher.api.keycache) counts only while
+# this is what it was before the key was looked up.
+_key_changes = 0
+
+
+def key_changes() -> int:
+    return _key_changes
+
+
+def _keys_changed(session: AsyncSession) -> None:
+    """Count a change now and again once its transaction commits: a lookup made meanwhile
+    read the keys as they were, and must not be remembered."""
+
+    def bump(*_: object) -> None:
+        global _key_changes
+        _key_changes += 1
+
+    bump()
+    event.listen(session.sync_session, "after_commit", bump, once=True)
 
 
 class MerchantExists(Exception):
@@ -101,6 +122,7 @@ async def rotate(session: AsyncSession, box: SecretBox, ref: str, *, secret: boo
     if asked)."""
     merchant = await find_merchant(session, ref)
     assert merchant.id is not None
+    _keys_changed(session)
     await session.execute(
         update(ApiKey)
         .where(col(ApiKey.merchant_id) == merchant.id, col(ApiKey.revoked_ms).is_(None))
@@ -149,6 +171,7 @@ async def ensure_test_secrets(session: AsyncSession, box: SecretBox) -> int:
 async def set_disabled(session: AsyncSession, ref: str, disabled: bool) -> Merchant:
     """Stop (or restart) every API key of a merchant; its payments keep being watched."""
     merchant = await find_merchant(session, ref)
+    _keys_changed(session)
     merchant.disabled = disabled
     await session.flush()
     return merchant

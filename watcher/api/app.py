@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from watcher.api import checkout, errors, events, health, openapi, payments, providers, sandbox
 from watcher.api.auth import RecentKeys, WrongKeys
 from watcher.api.bodylimit import BodyLimit
+from watcher.api.keycache import KeyCache
 from watcher.api.ratelimit import PageLimit, RateLimiter
 from watcher.metrics import HttpMetrics, Metrics
 from watcher.services import Services
@@ -25,6 +26,7 @@ def create_app(services: Services, metrics: Metrics | None = None) -> FastAPI:
     app.state.new_keys = RateLimiter(limits.auth_failures_per_minute)
     app.state.recent_keys = RecentKeys()
     app.state.wrong_keys = WrongKeys()
+    app.state.key_cache = KeyCache(limits.key_cache_s)
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)

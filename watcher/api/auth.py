@@ -1,7 +1,8 @@
 """Merchant authentication by x-api-key, then the per-key rate limit; missing and wrong keys
 are counted per client address (api.ratelimit): every failure against one allowance (a
 repeated wrong key is answered 429 once it is used up), keys not tried before against
-another, looked up only while it lasts."""
+another, looked up only while it lasts. A key that authenticated is remembered for
+api.key_cache_s (watcher.api.keycache)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.datastructures import State
 
 from watcher.api.ratelimit import client_key
 from watcher.errors import Unauthorized
@@ -19,7 +21,8 @@ from watcher.secrets import hash_api_key
 from watcher.services import Services
 
 
-def services_of(request: Request) -> Services:
+async def services_of(request: Request) -> Services:
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request.
     services = request.app.state.services
     assert isinstance(services, Services)
     return services
@@ -83,9 +86,20 @@ async def current_merchant(request: Request, services: ServicesDep) -> AuthedKey
         # A repeat of a failed key (or none at all): no lookup; the address's failures count.
         state.auth_failures.hit(client)
         raise Unauthorized("missing x-api-key header" if not key else "invalid API key")
+    authed: AuthedKey | None = state.key_cache.get(digest)
+    if authed is None:
+        authed = await _looked_up(state, services, client, key, digest)
+    state.rate_limiter.hit(authed.key_id)
+    return authed
+
+
+async def _looked_up(
+    state: State, services: Services, client: str, key: str, digest: str
+) -> AuthedKey:
     if digest not in state.recent_keys:
         # An address that keeps trying keys not seen before waits, without a database lookup.
         state.new_keys.check(client)
+    mark = state.key_cache.mark()
     async with services.sessions() as session:
         authed = await authenticate(session, key)
     if authed is None:
@@ -94,7 +108,7 @@ async def current_merchant(request: Request, services: ServicesDep) -> AuthedKey
         state.wrong_keys.add(digest)
         raise Unauthorized("invalid API key")
     state.recent_keys.add(digest)
-    state.rate_limiter.hit(authed.key_id)
+    state.key_cache.put(digest, authed, mark)
     return authed
 
 
