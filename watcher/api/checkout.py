@@ -10,6 +10,7 @@ or English (watcher.api.i18n): `?lang=`, else the browser's Accept-Language.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -145,6 +146,13 @@ def _templates(request: Request) -> Environment:
     return env
 
 
+@functools.lru_cache(maxsize=1024)
+def _qr_svg(address: str) -> str:
+    """The address as a QR code: the page's costliest part (a few ms), and the same each
+    time the page of a payment is opened or reloaded."""
+    return str(segno.make(address, error="m").svg_inline(scale=1, border=2, omitsize=True))
+
+
 def _span(element_id: str, text: str) -> Markup:
     """A number the page's script updates in place."""
     return Markup('<span id="{}">{}</span>').format(element_id, text)
@@ -185,7 +193,7 @@ async def checkout_page(payment_id: str, request: Request) -> HTMLResponse:
     if view is None:
         html = template.render(view=None, nonce=nonce, lang=lang, t=t)
         return HTMLResponse(html, status_code=404, headers=_headers(nonce, lang))
-    qr = segno.make(view.address, error="m").svg_inline(scale=1, border=2, omitsize=True)
+    qr = _qr_svg(view.address)
     html = template.render(
         view=view,
         qr=qr,

@@ -82,8 +82,8 @@ async def payment_status(
     transactionId: Annotated[str | None, Query(description="Ours: txn_…")] = None,
     externalRef: Annotated[str | None, Query(description="Yours, as sent at create")] = None,
 ) -> DecimalJSONResponse:
-    payment = await services.payments.get(merchant, txn_id=transactionId, ref=externalRef)
-    return await _status(services, payment)
+    payment, block = await services.payments.get(merchant, txn_id=transactionId, ref=externalRef)
+    return DecimalJSONResponse(transaction_body(payment, block))
 
 
 @router.post(
