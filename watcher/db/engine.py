@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -27,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -39,6 +41,8 @@ from watcher.db.errors import cannot_connect, unavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PG_CONNECT_TIMEOUT_S = 10  # asyncpg waits 60 s by default for a host that does not answer
+PG_PING_IDLE_S = 1.0  # a pooled connection idle this long is pinged before it is used
+_IDLE_SINCE = "watcher_idle_since"
 
 
 def is_sqlite(url: str) -> bool:
@@ -77,14 +81,45 @@ def create_engine(url: str, **kw: Any) -> AsyncEngine:
         _sqlite_pragmas(engine, url)
         _connecting(engine, url, path)
         return engine
-    if "poolclass" not in kw:
+    pooled = "poolclass" not in kw
+    if pooled:
         kw.setdefault("pool_size", 10)
         kw.setdefault("max_overflow", 20)
-        kw.setdefault("pool_pre_ping", True)
+        kw.setdefault("pool_use_lifo", True)  # the busy few stay warm, the rest sit idle
     kw.setdefault("connect_args", {"timeout": PG_CONNECT_TIMEOUT_S})
     engine = create_async_engine(url, **kw)
     _connecting(engine, url, None)
+    if pooled and not kw.get("pool_pre_ping"):
+        _ping_when_idle(engine, PG_PING_IDLE_S)
     return engine
+
+
+def _ping_when_idle(engine: AsyncEngine, idle_s: float) -> None:
+    """Ask a pooled connection whether it is still alive only when it has been idle for
+    `idle_s`: a server restarted, or a proxy that dropped an idle connection, is met by a
+    ping at checkout and a fresh connection, never by a request. SQLAlchemy's pre-ping does
+    it at every checkout, three round trips each time (BEGIN, a query, ROLLBACK); a
+    connection back from use moments ago has just shown that it works. One that dies while
+    busy fails its request (503, Retry-After) and makes the pool drop every connection
+    opened before it."""
+    pool = engine.sync_engine.pool
+    dialect = engine.sync_engine.dialect
+
+    @event.listens_for(pool, "checkin")
+    def _checkin(_dbapi_conn: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop(_IDLE_SINCE, None)
+        if since is None or time.monotonic() - since < idle_s:
+            return  # new, or back from use just now
+        try:
+            dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            # The pool opens a new connection instead, after dropping all older ones.
+            raise InvalidatePoolError(f"an idle connection is gone: {exc}") from exc
 
 
 def _connecting(engine: AsyncEngine, url: str, sqlite_file: Path | None) -> None:
