@@ -166,3 +166,34 @@ async def test_follower_and_expirer_wait_out_a_database_outage(cluster: PgCluste
                 await asyncio.gather(*loops, return_exceptions=True)
     finally:
         await engine.dispose()
+
+
+async def test_a_server_restarted_while_the_api_sat_idle_is_met_by_a_ping_not_a_request(
+    cluster: PgCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pooled connections are not pinged at every checkout, only once idle for a while
+    (db.engine.PG_PING_IDLE_S, 0 here so that this test need not wait): the first request
+    after a restart the API slept through gets a fresh connection, not the dead one."""
+    monkeypatch.setattr("watcher.db.engine.PG_PING_IDLE_S", 0.0)
+    url = await _fresh_database(cluster, "idle")
+    binance = FakeBinance(price=Decimal("35.50"))
+    async with serve_asgi(Starlette(routes=binance.routes())) as binance_url:
+        settings = api_settings(url, binance_url, rates={"max_age_s": 3600})
+        async with build_services(settings) as services:
+            async with services.sessions() as s, s.begin():
+                s.add(ChainCursor(name="seen", block_number=1, updated_ms=now_ms()))
+                merchant = await create_merchant(s, services.box, "shop")
+            async with (
+                serve_asgi(create_app(services)) as base,
+                httpx.AsyncClient(base_url=base, timeout=30) as http,
+            ):
+                http.headers["x-api-key"] = merchant.api_key
+                made = await http.post("/api/payment/create", json=_create("I-1"))
+                assert made.status_code == 200, made.text
+                txn = made.json()["transactionId"]
+                cluster.stop()
+                cluster.start()
+                status = await http.get("/api/payment/status", params={"transactionId": txn})
+                assert status.status_code == 200, status.text
+                again = await http.post("/api/payment/create", json=_create("I-2"))
+                assert again.status_code == 200, again.text
