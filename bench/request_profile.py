@@ -7,7 +7,8 @@ The real app (create_app over build_services: HD wallet, rates cached from a fak
 loopback, INFO JSON logs to /dev/null as a daemon writes them) is driven in-process through
 httpx's ASGI transport, one request after the other, so the figures are the app's own work
 plus its database's answers, without an HTTP parser or a client on the same core. For each
-kind of request (create with a new externalRef, create repeating a ref, status, /pay/{id}) it
+kind of request (create with a new externalRef, create repeating a ref, status, /pay/{id}, and
+a path with no route: the client, the middleware and FastAPI's routing and error answer) it
 prints, per request: statements sent, transaction begins and ends, connection checkouts and
 pool pre-pings, the median wall time and the CPU time of the process (all its threads: on a
 loaded machine the steadier figure). Every round trip to the database is
@@ -173,11 +174,15 @@ async def measure(
     async def page() -> httpx.Response:
         return await http.get(f"/pay/{txn}")
 
+    async def nothing() -> httpx.Response:
+        return await http.get("/api/nothing-here")
+
     kinds = (
         ("create (new ref)", create),
         ("create (same ref)", replay),
         ("status", status),
         ("/pay/{id}", page),
+        ("404 (no route)", nothing),
     )
     for label, call in kinds:
         for _ in range(20):  # warm: caches, prepared statements, the pool
@@ -195,7 +200,7 @@ async def measure(
             t0 = time.perf_counter()
             r = await call()
             times.append(time.perf_counter() - t0)
-            assert r.status_code == 200, r.text
+            assert r.status_code == (404 if call is nothing else 200), r.text
         cpu_ms = (time.process_time() - cpu0) * 1000 / args.requests
         if profiler is not None:
             profiler.stop()

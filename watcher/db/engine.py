@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session
 
+from watcher.db import sqlite_calls
 from watcher.db.errors import cannot_connect, unavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -125,11 +126,15 @@ def _ping_when_idle(engine: AsyncEngine, idle_s: float) -> None:
 def _connecting(engine: AsyncEngine, url: str, sqlite_file: Path | None) -> None:
     """Open connections ourselves, to say in one line why one could not be opened."""
 
+    sqlite = engine.dialect.name == "sqlite"
+
     @event.listens_for(engine.sync_engine, "do_connect")
     def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
         try:
             if sqlite_file is not None:
                 _create_private(sqlite_file)
+            if sqlite:  # one crossing to aiosqlite's thread per statement
+                return dialect.connect(*cargs, async_creator_fn=sqlite_calls.connect, **cparams)
             return dialect.connect(*cargs, **cparams)
         except Exception as exc:
             raise cannot_connect(url, exc) from exc
