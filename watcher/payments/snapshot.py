@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -26,17 +26,22 @@ class Snapshot:
     existing_id: str | None  # the merchant's payment with this externalRef (same mode)
 
 
-async def read(session: AsyncSession, key: AuthedKey, external_ref: str) -> Snapshot:
-    switch = select(col(Setting.value)).where(col(Setting.key) == SWITCH)
-    head = select(col(ChainCursor.block_number)).where(col(ChainCursor.name) == SEEN)
-    existing = select(col(Payment.id)).where(
-        col(Payment.merchant_id) == key.merchant_id,
-        col(Payment.sandbox) == key.sandbox,
-        col(Payment.external_ref) == external_ref,
+_SNAPSHOT = select(
+    select(col(Setting.value)).where(col(Setting.key) == SWITCH).scalar_subquery(),
+    select(col(ChainCursor.block_number)).where(col(ChainCursor.name) == SEEN).scalar_subquery(),
+    select(col(Payment.id))
+    .where(
+        col(Payment.merchant_id) == bindparam("merchant_id"),
+        col(Payment.sandbox) == bindparam("sandbox"),
+        col(Payment.external_ref) == bindparam("ref"),
     )
-    row = (
-        await session.execute(
-            select(switch.scalar_subquery(), head.scalar_subquery(), existing.scalar_subquery())
-        )
-    ).one()
-    return Snapshot(disabled=row[0] == "1", head=row[1], existing_id=row[2])
+    .scalar_subquery(),
+)
+
+
+async def read(session: AsyncSession, key: AuthedKey, external_ref: str) -> Snapshot:
+    # Built once, run on the session's connection (no ORM machinery: nothing is loaded).
+    conn = await session.connection()
+    params = {"merchant_id": key.merchant_id, "sandbox": key.sandbox, "ref": external_ref}
+    disabled, head, existing_id = (await conn.execute(_SNAPSHOT, params)).one()
+    return Snapshot(disabled=disabled == "1", head=head, existing_id=existing_id)
