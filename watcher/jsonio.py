@@ -60,6 +60,26 @@ def loads(text: str | bytes, *, unique_keys: bool = True) -> Any:
     )
 
 
+def has_lone_surrogate(value: Any) -> bool:
+    """Whether a string in `value` (a key or a value, at any depth) holds a lone UTF-16
+    surrogate: JSON's "\\ud800" escapes decode to them, and no UTF-8 encoder, hash or
+    database takes them."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj: dict[str, Any] = {}
     for key, value in pairs:

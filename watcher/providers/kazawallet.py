@@ -47,7 +47,14 @@ from watcher.providers.base import (
     Tracked,
     WebhookRejected,
 )
-from watcher.providers.wire import amount_field, http_url, post_json, said, text_field
+from watcher.providers.wire import (
+    amount_field,
+    checked_object,
+    http_url,
+    post_json,
+    said,
+    text_field,
+)
 
 NAME: Final = "kazawallet"
 WHO: Final = "Kazawallet"
@@ -166,9 +173,7 @@ def _payload(inbound: Inbound) -> dict[str, Any]:
         except ValueError:
             form = True
         else:
-            if not isinstance(payload, dict):
-                raise WebhookRejected("the body is not a JSON object")
-            return payload
+            return checked_object(payload)
     try:
         fields = parse_qs(inbound.body.decode("utf-8"), keep_blank_values=True)
     except UnicodeDecodeError:

@@ -42,6 +42,7 @@ from watcher.payments.outcomes import (
     Report,
 )
 from watcher.providers.base import Inbound, Order, Started, Tracked, WebhookRejected
+from watcher.providers.wire import checked_object
 
 log = structlog.get_logger("watcher.providers.stripe")
 
@@ -153,6 +154,9 @@ class StripeProvider:
 
     def parse(self, inbound: Inbound) -> list[Report]:
         header = inbound.headers.get(SIGNATURE_HEADER)
+        if header is not None and not header.isascii():
+            # The package compares with hmac.compare_digest, which raises for non-ASCII str.
+            raise WebhookRejected("Stripe-Signature is not ASCII")
         try:
             stripe.WebhookSignature.verify_header(
                 inbound.body, header, self._webhook_secret, TOLERANCE_S
@@ -160,7 +164,7 @@ class StripeProvider:
             event = json.loads(inbound.body, parse_float=Decimal)
         except stripe.SignatureVerificationError as exc:
             raise WebhookRejected(str(exc).split(" (")[0]) from None
-        except ValueError:  # not UTF-8 or not JSON, though signed
+        except (ValueError, RecursionError):  # not UTF-8, not JSON or too deep, though signed
             raise WebhookRejected("the body is not a JSON event") from None
         return [_report(event)]
 
@@ -223,6 +227,7 @@ def _ours(order: Order) -> dict[str, str]:
 def _report(event: Any) -> Report:
     if not isinstance(event, dict) or not isinstance(event.get("id"), str):
         raise WebhookRejected("the body is not a Stripe event")
+    checked_object(event)  # text that could not be stored
     kind = str(event.get("type", ""))
     if event.get("livemode") is not True and kind in EVENTS:
         log.warning("stripe.test_mode_event", event_id=event["id"], event_type=kind)

@@ -110,6 +110,14 @@ def json_object(body: bytes) -> dict[str, Any]:
         payload = jsonio.loads(body)
     except (ValueError, RecursionError):
         raise WebhookRejected("the body is not JSON") from None
+    return checked_object(payload)
+
+
+def checked_object(payload: Any) -> dict[str, Any]:
+    """A parsed webhook body that is a JSON object of valid text; WebhookRejected otherwise
+    (a lone surrogate could be neither hashed nor stored)."""
     if not isinstance(payload, dict):
         raise WebhookRejected("the body is not a JSON object")
+    if jsonio.has_lone_surrogate(payload):
+        raise WebhookRejected("the body holds text that is not Unicode (a lone surrogate)")
     return payload
