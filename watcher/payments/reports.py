@@ -62,6 +62,7 @@ UNKNOWN = "unknown_reference"
 IGNORED = "ignored"
 REPEAT = "repeat"  # not stored again
 
+NUL_SHOWN = "\ufffd"
 # Amounts a provider may report, in millionths: anything outside is not believed.
 _MAX_PAID_MICRO = 10**18
 
@@ -178,19 +179,25 @@ async def _apply_waiting(
 def _row(source: str, report: Report, now: int, body: str | None) -> PaymentReport:
     return PaymentReport(
         source=source,
-        key=report.key[:200],
-        type=report.type[:64],
+        key=_text(report.key, 200) or "",
+        type=_text(report.type, 64) or "",
         outcome=report.outcome,
-        transaction_id=(report.transaction_id or "")[:64] or None,
-        reference=(report.reference or "")[:200] or None,
-        payment_ref=(report.payment_ref or "")[:200] or None,
-        reason=(report.reason or "")[:200] or None,
+        transaction_id=_text(report.transaction_id, 64),
+        reference=_text(report.reference, 200),
+        payment_ref=_text(report.payment_ref, 200),
+        reason=_text(report.reason, 200),
         paid_micro=_micro(report.paid_amount),
-        paid_currency=(report.paid_currency or "")[:8] or None,
+        paid_currency=_text(report.paid_currency, 8),
         result=RECEIVED if report.outcome is not None else IGNORED,
         received_ms=now,
-        body=body,
+        body=None if body is None else body.replace("\x00", NUL_SHOWN),
     )
+
+
+def _text(value: str | None, max_len: int) -> str | None:
+    """Text as a column holds it: cut to its length, and NUL (JSON's \\u0000, which
+    PostgreSQL text cannot hold) shown as U+FFFD, on every database alike."""
+    return (value or "").replace("\x00", NUL_SHOWN)[:max_len] or None
 
 
 def _micro(amount: Decimal | None) -> int | None:
