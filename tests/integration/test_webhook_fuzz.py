@@ -209,3 +209,18 @@ async def test_a_signed_bank_callback_with_nul_characters_is_stored_and_answered
     async with shop.services.sessions() as s:
         keys = (await s.execute(select(PaymentReport.key).order_by(PaymentReport.id))).scalars()
         assert list(keys) == ["process:a\ufffd:successful", "t\ufffd:"]
+
+
+async def test_unsigned_webhooks_that_were_500s_are_401(shop: ProviderHarness) -> None:
+    # Before: TypeError in the stripe package's compare_digest (a Latin-1 header byte), and
+    # UnicodeEncodeError hashing or storing JSON's "\ud800" (a lone surrogate).
+    stamp = str(int(time.time()))
+    cases: list[tuple[str, bytes, dict[str, Any], str]] = [
+        ("stripe", b"{}", {"stripe-signature": f"t={stamp},v1=\xe9".encode("latin-1")}, ""),
+        ("acidpanel", b'{"tracking_code": "\\ud800"}', {"x-hash": "0", "x-timestamp": stamp}, ""),
+        ("kazawallet", b'{"order_id": "\\ud800", "amount": "10", "secret": "x"}', {}, ""),
+        ("banktransfer", b'{"processId": "\\ud800", "status": "successful"}', {}, BANK_TOKEN),
+    ]
+    for name, body, headers, path in cases:
+        resp = await shop.webhook(name, body, headers, path)
+        assert resp.status_code == 401, (name, resp.text)
