@@ -363,3 +363,37 @@ async def test_concurrent_identical_creates_open_one_acidpanel_deposit(
     assert len({a["transactionId"] for a in ok}) == 1
     assert len({a["redirectUrl"] for a in ok}) == 1
     assert len(acid.acidpanel.requests) == len(acid.acidpanel.payments) == 1
+
+
+@pytest.mark.parametrize("kind", ["card", "bank"])
+async def test_a_paid_callback_without_a_readable_positive_amount_is_refused(
+    acid: ProviderHarness, kind: str
+) -> None:
+    """The callback's `amount` is what AcidPanel approved, and what completes the payment (a
+    payer may edit it on a deposit page). A paid callback that does not carry one, readably
+    and above zero, is malformed: refused (401), stored nowhere, and the payment waits for a
+    good one. It was completed with paidAmount null, which a shop crediting paidAmount
+    could not act on."""
+    created = (await acid.pay(kind)).json()
+    txn, tracking = created["transactionId"], _tracking(created, acid)
+    paid = "success" if kind == "card" else "completed"
+    body, _ = acid.acidpanel.settle(tracking, paid)
+    for amount in ("abc", None, -5, 0, "NaN", "", [1], {"v": 1}, True):
+        fields = json.loads(body)
+        fields["amount"] = amount
+        _, headers = acid.acidpanel.callback(tracking, paid)
+        resp = await acid.webhook("acidpanel", json.dumps(fields).encode(), headers)
+        assert resp.status_code == 401, (amount, resp.text)
+    fields = json.loads(body)
+    del fields["amount"]
+    _, headers = acid.acidpanel.callback(tracking, paid)
+    assert (
+        await acid.webhook("acidpanel", json.dumps(fields).encode(), headers)
+    ).status_code == 401
+    status = await acid.status(txn)
+    assert (status["status"], status["provider"]["paidAmount"]) == ("pending", None)
+    async with acid.services.sessions() as s:
+        assert (await s.execute(select(PaymentReport))).first() is None
+    good = await acid.webhook("acidpanel", *acid.acidpanel.callback(tracking, paid))
+    assert good.status_code == 200
+    assert (await acid.status(txn))["status"] == "completed"

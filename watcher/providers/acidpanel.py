@@ -13,7 +13,8 @@ the site's credential key (deposits).
 - parse: the callback's X-Hash = SHA256(api_key + secret_key + tracking_code + status +
   X-Timestamp), compared in constant time, the timestamp at most 5 minutes away; the status
   looked up in STATUSES. The callback's `amount` is what AcidPanel approved (a payer may edit
-  the amount on its deposit page): it is reported as the paid amount.
+  the amount on its deposit page): it is reported as the paid amount, and a paid callback
+  without a readable amount above zero is refused as malformed.
 - fetch: /credit-card/status for card payments; AcidPanel has no status call for deposits.
 - check: /welcome.
 
@@ -197,7 +198,11 @@ class AcidPanelProvider:
             raise WebhookRejected("X-Hash does not match")
         if not tracking:
             raise WebhookRejected("the callback has no tracking_code")
-        return [_report(payload, tracking, status, f"callback.{status}")]
+        report = _report(payload, tracking, status, f"callback.{status}")
+        if report.outcome == PAID and (report.paid_amount is None or report.paid_amount <= 0):
+            # The approved amount is what completes the payment: without it, nothing to do.
+            raise WebhookRejected("a paid callback without a readable amount above zero")
+        return [report]
 
     async def fetch(self, tracked: Tracked) -> Report | None:
         if tracked.method != "card":
