@@ -165,7 +165,8 @@ class Killer:
             if leading:
                 return leading[0], "the active scanner"
             return self.rng.choice(layout.of("scan")), "a scanner (none leading yet)"
-        return self.rng.choice(layout.of(role)), f"a {role} process"
+        what = "an API process" if role == "api" else "a delivery worker"
+        return self.rng.choice(layout.of(role)), what
 
     async def run(self) -> None:
         for moment in self.moments_s:
