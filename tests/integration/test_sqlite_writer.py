@@ -7,15 +7,19 @@ concurrent requests met in SQLite's busy handler, which sleeps up to 100 ms betw
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.integration.conftest import serve_api
 from watcher.db.engine import create_engine, session_factory, transaction
+from watcher.db.migrate import upgrade
 
 
 @pytest.fixture
@@ -71,3 +75,63 @@ async def test_a_reader_is_not_held_up_by_a_writer_in_its_transaction(
     await task
     async with sessions() as s:
         assert (await s.execute(text("SELECT count(*) FROM t"))).scalar_one() == 1
+
+
+HOLD_WRITE_LOCK = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], timeout=60, isolation_level=None)
+conn.execute("BEGIN EXCLUSIVE")
+print("held", flush=True)
+sys.stdin.readline()
+conn.execute("ROLLBACK")
+"""
+
+
+async def test_creates_answer_503_while_another_process_holds_the_write_lock(
+    tmp_path: Path,
+) -> None:
+    # Found by bench/faults.py: with the file write-locked by another process (a sqlite3
+    # shell, a script), each create waited SQLite's 30 s busy timeout in turn, holding the
+    # process's writer lock meanwhile: the first answered 503 after 31 s, the third after
+    # 92 s, long after any client had given up.
+    path = tmp_path / "w.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    migrating = create_engine(url)
+    await upgrade(migrating)
+    await migrating.dispose()
+    async with serve_api(url) as api:
+        assert (await api.create(externalRef="BEFORE")).status_code == 200
+        holder = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", HOLD_WRITE_LOCK, str(path),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert holder.stdin is not None and holder.stdout is not None
+        assert await holder.stdout.readline() == b"held\n"
+        released = False
+        answered: list[tuple[int, str, bool]] = []
+
+        async def create(http: httpx.AsyncClient, ref: str) -> None:
+            r = await http.post(
+                f"{api.url}/api/payment/create",
+                json={"amount": 1000, "fullName": "Ahmet Yılmaz", "externalRef": ref},
+                headers=api.headers(),
+            )
+            code = r.json()["error"]["code"] if r.status_code != 200 else ""
+            answered.append((r.status_code, code, not released and "retry-after" in r.headers))
+
+        try:
+            async with httpx.AsyncClient(timeout=180) as http:
+                creates = asyncio.gather(*(create(http, f"LOCKED-{i}") for i in range(4)))
+                try:  # the lock is held until all four have answered, or for 60 s at most
+                    await asyncio.wait_for(asyncio.shield(creates), 60)
+                except TimeoutError:
+                    pass
+                holder.stdin.write(b"release\n")
+                released = True
+                await creates
+        finally:
+            if holder.returncode is None:
+                holder.stdin.close()
+            await holder.wait()
+        assert answered == [(503, "SYSTEM_DISABLED", True)] * 4
+        assert (await api.create(externalRef="AFTER")).status_code == 200

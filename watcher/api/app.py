@@ -9,6 +9,7 @@ from watcher.api.auth import RecentKeys, WrongKeys
 from watcher.api.bodylimit import BodyLimit
 from watcher.api.keycache import KeyCache
 from watcher.api.ratelimit import PageLimit, RateLimiter
+from watcher.api.writewait import BoundedWrites
 from watcher.metrics import HttpMetrics, Metrics
 from watcher.services import Services
 
@@ -31,6 +32,7 @@ def create_app(services: Services, metrics: Metrics | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    app.add_middleware(BoundedWrites)
     pages = RateLimiter(limits.pay_rate_limit_per_minute)
     app.add_middleware(PageLimit, limiter=pages, prefixes=PUBLIC_PAGES)
     if metrics is not None:

@@ -10,6 +10,13 @@ never wait for the writer). Code that writes must therefore open its transaction
 `begin()` — which it does anyway, to commit. Connections used directly (migrations) keep
 BEGIN IMMEDIATE. On PostgreSQL none of this applies: sessions are plain.
 
+How long a writer waits: as long as it takes (up to SQLite's busy timeout, 30 s, for a lock
+held by another process), unless `bounded_writes(seconds)` is in force, as it is for API
+requests: then the wait for this process's writer lock and SQLite's busy wait together stay
+within `seconds`, and past them the writer gets WriterBusy (503 with Retry-After). Without
+the bound, every create queued behind a file another process had locked waited the whole
+busy timeout in turn: the fourth answered after two minutes.
+
 A connection that cannot be opened (server down, unknown database or role, a file that is
 not SQLite or cannot be created) raises DatabaseUnavailable naming database.url, whoever
 asked for it: a command, a request, a loop.
@@ -21,8 +28,9 @@ import asyncio
 import os
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +46,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session
 
 from watcher.db import sqlite_calls
-from watcher.db.errors import cannot_connect, unavailable
+from watcher.db.errors import WriterBusy, cannot_connect, unavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PG_CONNECT_TIMEOUT_S = 10  # asyncpg waits 60 s by default for a host that does not answer
@@ -170,14 +178,37 @@ def _sqlite_pragmas(engine: AsyncEngine, url: str) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn: Any) -> None:
-        reads = conn.get_execution_options().get(_MODE) == _READ
-        conn.exec_driver_sql("BEGIN" if reads else "BEGIN IMMEDIATE")
+        options = conn.get_execution_options()
+        if options.get(_MODE) == _READ:
+            conn.exec_driver_sql("BEGIN")
+            return
+        busy_ms = int(options.get(_BUSY_MS, SQLITE_BUSY_TIMEOUT_MS))
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={busy_ms}")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 # SQLite sessions carry this execution option: "read" by default, "write" once begin() took the
-# writer lock; the `begin` listener above turns it into BEGIN or BEGIN IMMEDIATE.
+# writer lock; the `begin` listener above turns it into BEGIN or BEGIN IMMEDIATE. A writer
+# also says how long BEGIN IMMEDIATE may wait for another process's lock (`_BUSY_MS`).
 _MODE = "watcher_sqlite_mode"
+_BUSY_MS = "watcher_sqlite_busy_ms"
 _READ, _WRITE = "read", "write"
+# Seconds a writer may wait in all (this process's writer lock, then SQLite's busy wait);
+# None: as long as it takes. Set by bounded_writes().
+_write_wait_s: ContextVar[float | None] = ContextVar("watcher_sqlite_write_wait_s", default=None)
+
+
+@contextmanager
+def bounded_writes(seconds: float) -> Iterator[None]:
+    """Within this context, a SQLite writer that cannot begin within `seconds` raises
+    WriterBusy instead of waiting on (see the module's docstring)."""
+    token = _write_wait_s.set(seconds)
+    try:
+        yield
+    finally:
+        _write_wait_s.reset(token)
+
+
 _writer_locks: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
@@ -207,11 +238,11 @@ class _Writing:
         self._tx: Any = None
 
     async def __aenter__(self) -> Any:
-        await self._lock.acquire()
+        busy_ms = await self._acquire(_write_wait_s.get())
         try:
             self._tx = AsyncSession.begin(self._session)
             await self._tx.__aenter__()
-            await self._session.connection(execution_options={_MODE: _WRITE})
+            await self._session.connection(execution_options={_MODE: _WRITE, _BUSY_MS: busy_ms})
         except BaseException:
             if self._tx is not None:
                 await self._tx.__aexit__(None, None, None)
@@ -224,6 +255,19 @@ class _Writing:
             return await self._tx.__aexit__(*exc)
         finally:
             self._lock.release()
+
+    async def _acquire(self, wait_s: float | None) -> int:
+        """Take the writer lock; how long BEGIN IMMEDIATE may then wait, in ms."""
+        if wait_s is None:
+            await self._lock.acquire()
+            return SQLITE_BUSY_TIMEOUT_MS
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(wait_s):
+                await self._lock.acquire()
+        except TimeoutError:
+            raise WriterBusy(f"no turn to write within {wait_s:g} s") from None
+        return max(1, int((wait_s - (time.monotonic() - started)) * 1000))
 
 
 TransactionEnded = Callable[[Session, bool], None]

@@ -9,6 +9,9 @@ follower, the expiry sweeps) retry these and let every other error end them loud
                               cannot be created or is not a database. Raised by the engine
                               (db.engine) when it connects, with one line naming database.url:
                               commands print it as their error, the API answers 503.
+    └── WriterBusy            a SQLite writer bounded by db.engine.bounded_writes (an API
+                              request) did not get to write in time: the file is locked by
+                              another process, or this one's writers queue too long. 503.
 """
 
 from __future__ import annotations
@@ -103,3 +106,17 @@ def _server_message(exc: BaseException) -> str | None:
 def _message(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).splitlines()
     return text[0] if text and text[0] else type(exc).__name__
+
+
+class WriterBusy(OperationalError):
+    """The database is busy: no turn to write in the time a request may wait."""
+
+    def __init__(self, detail: str):
+        super().__init__(None, None, TimeoutError(f"the SQLite database is busy: {detail}"))
+        self.why = detail
+
+    def __str__(self) -> str:
+        return f"the SQLite database is busy: {self.why}"
+
+    def __reduce__(self) -> tuple[type[WriterBusy], tuple[str]]:
+        return WriterBusy, (self.why,)
