@@ -126,6 +126,7 @@ async def test_creates_answer_503_while_another_process_holds_the_write_lock(
                     await asyncio.wait_for(asyncio.shield(creates), 60)
                 except TimeoutError:
                     pass
+                health = await http.get(f"{api.url}/healthz")
                 holder.stdin.write(b"release\n")
                 released = True
                 await creates
@@ -134,4 +135,9 @@ async def test_creates_answer_503_while_another_process_holds_the_write_lock(
                 holder.stdin.close()
             await holder.wait()
         assert answered == [(503, "SYSTEM_DISABLED", True)] * 4
+        # …and /healthz said so, where it used to say "ok": reads still worked.
+        assert health.status_code == 503, health.text
+        database = health.json()["checks"]["database"]
+        assert database["ok"] is False and "write lock is held" in database["reason"]
         assert (await api.create(externalRef="AFTER")).status_code == 200
+        assert (await api.http.get(f"{api.url}/healthz")).json()["checks"]["database"]["ok"]

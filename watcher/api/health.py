@@ -2,7 +2,8 @@
 
 /healthz answers 200 {"status": "ok", "checks": {...}}, or 503 with "degraded", or with
 "starting" until the scanner has resolved the start block (the node may not answer yet):
-- database: a round trip within a few seconds;
+- database: a round trip within a few seconds; on SQLite also writes getting their turn (no
+  write begun for WRITE_STALL_S while writers wait: another process holds the file's lock);
 - follower: from the chain_cursor table, so any process (API-only ones too) can tell. The
   `seen` cursor must exist, `final` must be at most tron.max_lag_blocks behind it (finality
   is advancing), and `seen` must have moved within the time those blocks take (3 s each): a
@@ -36,10 +37,11 @@ import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import case, func, select, text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from watcher.config import Settings
+from watcher.db.engine import write_stall_s
 from watcher.db.models import Callback, CallbackAttempt, ChainCursor
 from watcher.errors import NotFound
 from watcher.metrics import lag_seconds
@@ -53,6 +55,7 @@ router = APIRouter()
 BLOCK_INTERVAL_S = 3  # TRON produces a block every 3 s
 DELIVERY_MAX_WAIT_S = 300  # a due callback waiting longer means no delivery worker is keeping up
 CHECK_TIMEOUT_S = 5.0
+WRITE_STALL_S = 5.0  # SQLite: no write begun for longer, with writers waiting, is an outage
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ async def check_health(
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_S), sessions() as session:
             await session.execute(text("SELECT 1"))
+            database = _writes(sessions)
             follower = await _follower(session, settings.tron.max_lag_blocks, now)
             delivery = await _delivery(session, now)
     except Exception as exc:
@@ -94,11 +98,26 @@ async def check_health(
             "delivery": unknown,
         }
     else:
-        checks = {"database": {"ok": True}, "follower": follower, "delivery": delivery}
+        checks = {"database": database, "follower": follower, "delivery": delivery}
     if rates is not None:
         checks["rates"] = rates.health(now)
     starting = checks["follower"].get("starting", False)
     return Health(all(checks[name]["ok"] for name in JUDGED), checks, starting=starting)
+
+
+def _writes(sessions: async_sessionmaker[AsyncSession]) -> dict[str, Any]:
+    """SQLite: whether this process's writes get their turn. A file whose write lock another
+    process holds answers reads, not writes."""
+    engine = sessions.kw.get("bind")
+    stall_s = write_stall_s(engine) if isinstance(engine, AsyncEngine) else 0.0
+    if stall_s <= WRITE_STALL_S:
+        return {"ok": True}
+    return {
+        "ok": False,
+        "writeStallSeconds": round(stall_s, 1),
+        "reason": f"no write has begun for {stall_s:.0f} s while writers wait: the database "
+        "file's write lock is held, by another process (a sqlite3 shell in a transaction?)",
+    }
 
 
 async def _follower(session: AsyncSession, max_lag: int, now: int) -> dict[str, Any]:

@@ -31,12 +31,13 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import InvalidatePoolError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -209,16 +210,42 @@ def bounded_writes(seconds: float) -> Iterator[None]:
         _write_wait_s.reset(token)
 
 
-_writer_locks: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
+@dataclass
+class _Writers:
+    """This process's writers on one SQLite database: the lock they queue on, how many are
+    waiting to begin, when one last began and when one last gave up (monotonic seconds)."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    waiting: int = 0
+    began_s: float = field(default_factory=time.monotonic)
+    gave_up_s: float = 0.0
+
+
+_writers: weakref.WeakKeyDictionary[Engine, _Writers] = weakref.WeakKeyDictionary()
+
+
+def _writers_of(engine: AsyncEngine) -> _Writers:
+    found = _writers.get(engine.sync_engine)
+    if found is None:
+        found = _writers[engine.sync_engine] = _Writers()
+    return found
 
 
 def writer_lock(engine: AsyncEngine) -> asyncio.Lock:
     """The one writer of this process on a SQLite database (an engine's, shared by all its
     session factories)."""
-    lock = _writer_locks.get(engine.sync_engine)
-    if lock is None:
-        lock = _writer_locks[engine.sync_engine] = asyncio.Lock()
-    return lock
+    return _writers_of(engine).lock
+
+
+def write_stall_s(engine: AsyncEngine) -> float:
+    """Seconds since a writer of this process last began writing, while writers wait or one
+    has given up since (the file locked by another process); 0 when writes flow."""
+    if engine.dialect.name != "sqlite":
+        return 0.0
+    w = _writers_of(engine)
+    if not w.waiting and w.gave_up_s <= w.began_s:
+        return 0.0
+    return time.monotonic() - w.began_s
 
 
 class _SqliteSession(AsyncSession):
@@ -234,10 +261,25 @@ class _Writing:
         self._session = session
         bind = session.bind
         assert isinstance(bind, AsyncEngine)
-        self._lock = writer_lock(bind)
+        self._writers = _writers_of(bind)
+        self._lock = self._writers.lock
         self._tx: Any = None
 
     async def __aenter__(self) -> Any:
+        writers = self._writers
+        writers.waiting += 1
+        try:
+            await self._begin()
+        except (DBAPIError, WriterBusy):
+            writers.gave_up_s = time.monotonic()
+            raise
+        else:
+            writers.began_s = time.monotonic()
+        finally:
+            writers.waiting -= 1
+        return self._tx
+
+    async def _begin(self) -> None:
         busy_ms = await self._acquire(_write_wait_s.get())
         try:
             self._tx = AsyncSession.begin(self._session)
@@ -248,7 +290,6 @@ class _Writing:
                 await self._tx.__aexit__(None, None, None)
             self._lock.release()
             raise
-        return self._tx
 
     async def __aexit__(self, *exc: Any) -> Any:
         try:
