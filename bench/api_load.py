@@ -17,7 +17,8 @@ parser the daemon uses, at 50 clients. Each line prints requests/s, p50 and p99 
 errors (connect, read, write, timeouts, non-2xx answers) and the throughput ratio to the
 baseline. `--tree PATH` runs the daemon of another checkout (PATH/.venv/bin/watcher) with
 the same bench, for before/after figures. `--api-workers N` (PostgreSQL) runs
-`watcher run` plus N-1 `watcher api` processes on the same port (SO_REUSEPORT).
+`watcher run` plus N-1 `watcher api` processes on the same port, for a tree whose API
+processes can share one (SO_REUSEPORT); the bench stops if one of them exits.
 """
 
 from __future__ import annotations
@@ -256,9 +257,12 @@ level = "INFO"
         self.env = env
         self.spawn("run", log="daemon.log")
         api = f"http://127.0.0.1:{api_port}"
-        for _ in range(self.api_workers - 1):
-            self.spawn("api", log="api.log")
+        extra = [self.spawn("api", log="api.log") for _ in range(self.api_workers - 1)]
         await wait_http(api + "/healthz", ok=lambda r: "starting" not in r.text)
+        await asyncio.sleep(3)  # an extra process that cannot share the port exits by now
+        if any(p.poll() is not None for p in extra):
+            log = (self.dir / "api.log").read_text()[-1500:]
+            raise SystemExit(f"an extra API process exited (the tree cannot share a port):\n{log}")
         return api, key
 
     async def stop(self) -> None:
