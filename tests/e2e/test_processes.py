@@ -187,7 +187,10 @@ async def test_watcher_run_takes_a_payment_to_a_verified_callback_and_stops_on_s
                         break
                     await asyncio.sleep(0.1)
         events = [e["event"] for e in received]
-        assert events == ["payment.confirming", "payment.completed"], events
+        # `confirming` is sent when the transfer is seen above the final height; a follower
+        # that meets it already final (a loaded machine: it fell a few blocks behind) goes
+        # straight to `completed`, which is as correct.
+        assert events in (["payment.confirming", "payment.completed"], ["payment.completed"])
         assert received[-1]["crypto"]["receivedUsdt"] == Decimal("281.69")
         shown = _watcher(cfg, "payments", "show", created["transactionId"], "--json")
         assert '"status": "completed"' in shown.stdout
