@@ -14,7 +14,7 @@ from sqlalchemy import update
 from tests.integration.conftest import ApiHarness
 from watcher.db.engine import create_engine, session_factory
 from watcher.db.models import ApiKey, Merchant
-from watcher.merchants import rotate, set_disabled
+from watcher.merchants import key_changes, rotate, set_disabled
 
 CACHE_S = 1.0
 
@@ -105,3 +105,15 @@ async def test_a_wrong_key_is_never_remembered_as_good(api: ApiHarness) -> None:
                 headers={"x-api-key": api.merchant.api_key + "x"},
             )
             assert r.status_code == 401
+
+
+async def test_a_change_of_keys_is_counted_when_made_and_again_when_committed(
+    api: ApiHarness,
+) -> None:
+    """A lookup that ran between the change and its commit read the old keys: the second
+    count makes the cache drop what that lookup would remember."""
+    before = key_changes()
+    async with api.services.sessions() as s, s.begin():
+        await set_disabled(s, "shop", True)
+        assert key_changes() == before + 1
+    assert key_changes() == before + 2
