@@ -168,6 +168,30 @@ async def test_degraded_when_the_seen_cursor_stops_moving(probe: Probe) -> None:
     assert "has not moved" in follower["reason"]
 
 
+@pytest.mark.parametrize("node_moves", [False, True])
+async def test_a_stopped_follower_is_told_apart_from_a_node_showing_no_new_block(
+    probe: Probe, node_moves: bool
+) -> None:
+    # Found by bench/faults.py: through three minutes of a node answering 500s and timeouts
+    # /healthz said only that the seen cursor had not moved, the same words as for a
+    # follower stuck on a healthy node.
+    now = now_ms()
+    await probe.cursors(HEAD, HEAD - 19, now - 10 * MINUTE_MS)
+    node_ms = now - 2_000 if node_moves else now - 10 * MINUTE_MS
+    async with probe.services.sessions() as s, s.begin():
+        s.add(
+            ChainCursor(name="node", block_number=HEAD + 40, block_ms=node_ms, updated_ms=node_ms)
+        )
+    follower = (await probe.http.get("/healthz")).json()["checks"]["follower"]
+    assert follower["ok"] is False and "has not moved" in follower["reason"]
+    if node_moves:
+        assert follower["nodeAgeSeconds"] < 60
+        assert "while the TRON node shows new blocks" in follower["reason"]
+    else:
+        assert follower["nodeAgeSeconds"] >= 600
+        assert "the TRON node has shown no new block for 600 s" in follower["reason"]
+
+
 async def test_degraded_when_due_callbacks_are_not_delivered(probe: Probe) -> None:
     await probe.cursors(HEAD, HEAD - 19, now_ms())
     await probe.payments("completed", "completed", callback_due_ms=now_ms() - 10 * MINUTE_MS)

@@ -12,6 +12,8 @@
   and `watcher chain status` — is reported, never judged: catching up is not a failure.
   `nodeHead` is the node's head as the follower last polled it; when it is below `seen` (a
   node restarted from an older state) the follower waits, and `waiting` says so.
+  `nodeAgeSeconds` is how long ago that head last changed: when `seen` stops, the reason
+  says whether the node stopped showing new blocks (down, erring, stuck) or not.
 - delivery: judged by the outbox as a whole, never by one row. It degrades when callbacks
   have been due for longer than DELIVERY_MAX_WAIT_S and no attempt at all has been made in
   that time: no worker runs, or none gets anything done. One merchant's endpoint that never
@@ -144,18 +146,35 @@ async def _follower(session: AsyncSession, max_lag: int, now: int) -> dict[str, 
         "seenAgeSeconds": age_s,
         "maxSeenAgeSeconds": max_age_s,
     }
+    node_age_s = None
     if node is not None:
+        node_age_s = max(0, now - node.updated_ms) / 1000
         report["nodeHead"] = node.block_number
+        report["nodeAgeSeconds"] = node_age_s
         report["lagBlocks"] = max(0, node.block_number - seen.block_number)
         if node.block_number < seen.block_number:
             report["waiting"] = waiting_reason(node.block_number, seen.block_number)
     if gap is not None and gap > max_lag:
         report["reason"] = f"final is {gap} blocks behind seen: finality is not advancing"
     elif age_s > max_age_s:
-        report["reason"] = report.get("waiting") or (
-            f"the seen cursor has not moved for {age_s:.0f} s"
-        )
+        report["reason"] = report.get("waiting") or _stopped(age_s, node_age_s, max_age_s)
     return report
+
+
+def _stopped(age_s: float, node_age_s: float | None, max_age_s: float) -> str:
+    """Why the seen cursor stopped, as far as the node's head (noted by the follower each
+    time it changes) tells: a node showing no new block, or a follower that does not
+    follow one that does."""
+    said = f"the seen cursor has not moved for {age_s:.0f} s"
+    if node_age_s is None:
+        return said
+    if node_age_s > max_age_s:
+        return (
+            f"{said}: the TRON node has shown no new block for {node_age_s:.0f} s (not "
+            "answering, answering errors, or not producing blocks; see tron.endpoints and "
+            "the follower.retry log lines)"
+        )
+    return f"{said} while the TRON node shows new blocks: the follower is not following"
 
 
 async def _delivery(session: AsyncSession, now: int) -> dict[str, Any]:
