@@ -163,8 +163,8 @@ async def _follower(session: AsyncSession, max_lag: int, now: int) -> dict[str, 
 
 def _stopped(age_s: float, node_age_s: float | None, max_age_s: float) -> str:
     """Why the seen cursor stopped, as far as the node's head (noted by the follower each
-    time it changes) tells: a node showing no new block, or a follower that does not
-    follow one that does."""
+    time it changes) tells: a node showing no new block, or one whose head moves while the
+    follower does not get through its blocks (bench/faults.py's sick node did both)."""
     said = f"the seen cursor has not moved for {age_s:.0f} s"
     if node_age_s is None:
         return said
@@ -174,7 +174,11 @@ def _stopped(age_s: float, node_age_s: float | None, max_age_s: float) -> str:
             "answering, answering errors, or not producing blocks; see tron.endpoints and "
             "the follower.retry log lines)"
         )
-    return f"{said} while the TRON node shows new blocks: the follower is not following"
+    return (
+        f"{said} while the TRON node's head moves: the follower cannot read the blocks (the "
+        "node fails block requests while answering head polls; see the follower.retry log "
+        "lines) or is stuck"
+    )
 
 
 async def _delivery(session: AsyncSession, now: int) -> dict[str, Any]:
