@@ -45,7 +45,7 @@ from watcher.db.models import PaymentEvent
 
 BANK_TOKEN = "bt_schemathesis_7c1d2e9f0a"
 # Examples of one operation (one variant, one generation mode) on each database.
-EXAMPLES = 60
+EXAMPLES = 100
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
