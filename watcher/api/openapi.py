@@ -11,7 +11,6 @@ test holds the published file equal to what the app serves.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Sequence
 from decimal import Decimal
 from importlib.metadata import version
@@ -19,10 +18,14 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from watcher import jsonio
 from watcher.api.schema import API_KEY_SCHEME, COMPONENTS, Json
 from watcher.config import LimitsSettings
+from watcher.money import json_number
 
 TITLE = "kasa-watcher merchant API"
 DESCRIPTION = (
@@ -44,8 +47,14 @@ class DocumentedAPI(FastAPI):
     the first request for it)."""
 
     def __init__(self, limits: LimitsSettings, **kwargs: Any) -> None:
-        super().__init__(openapi_url="/openapi.json", **kwargs)
+        # Served by our route, not FastAPI's: the amount bounds are Decimal, written as exact
+        # JSON numbers by watcher.jsonio (the standard encoder would need a float).
+        super().__init__(openapi_url=None, **kwargs)
         self._limits = limits
+        self.add_route("/openapi.json", self._serve, include_in_schema=False)
+
+    async def _serve(self, _request: Request) -> Response:
+        return Response(jsonio.dumps(self.openapi()), media_type="application/json")
 
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema is None:
@@ -88,7 +97,7 @@ def document(routes: Sequence[BaseRoute], limits: LimitsSettings) -> Json:
 
 def render(doc: Json) -> str:
     """The published form: indented, keys in the order written, a final newline."""
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    return jsonio.dumps(doc, indent=2) + "\n"
 
 
 def _plain(schema: Json) -> Json:
@@ -101,5 +110,5 @@ def _plain(schema: Json) -> Json:
     return plain
 
 
-def _number(value: Decimal) -> Any:
-    return int(value) if value == value.to_integral_value() else float(value)
+def _number(value: Decimal) -> Decimal:
+    return json_number(value)
