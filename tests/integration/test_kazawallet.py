@@ -5,7 +5,9 @@ first. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from urllib.parse import urlencode
@@ -24,6 +26,7 @@ from tests.support.providers import (
     provider_harness,
 )
 from tests.support.servers import serve_asgi
+from watcher.api.writewait import REQUEST_WRITE_WAIT_S
 from watcher.callbacks.receiver import CallbackReceiver
 from watcher.db.models import Payment, PaymentReport
 from watcher.devchain import kazawallet as fake_kazawallet
@@ -360,3 +363,44 @@ async def test_test_mode_wallet_payments_never_reach_kazawallet(kaza: ProviderHa
     status = await kaza.status(created["transactionId"], kaza.merchant.test_api_key)
     assert (status["status"], status["livemode"]) == ("completed", False)
     assert kaza.kazawallet.requests == []
+
+
+HOLD_WRITE_LOCK = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], timeout=60, isolation_level=None)
+conn.execute("BEGIN EXCLUSIVE")
+print("held", flush=True)
+sys.stdin.readline()
+conn.execute("ROLLBACK")
+"""
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite"])
+async def test_the_webhook_sent_once_waits_out_a_write_lock_longer_than_a_requests_bound(
+    kaza: ProviderHarness, db_url: str
+) -> None:
+    # API requests wait at most REQUEST_WRITE_WAIT_S for their turn to write, then 503. For
+    # Kazawallet's webhook, sent once and never again, a 503 is a payment lost: it must wait
+    # as long as a daemon loop does (SQLite's busy timeout).
+    txn, order_id = await _wallet(kaza)
+    path = db_url.removeprefix("sqlite+aiosqlite:///")
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLD_WRITE_LOCK, path,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert await holder.stdout.readline() == b"held\n"
+        sent = asyncio.create_task(
+            kaza.webhook("kazawallet", *kaza.kazawallet.settle(order_id, "fulfilled"))
+        )
+        # the lock outlasts a request's bound, well within SQLite's busy timeout
+        await asyncio.sleep(REQUEST_WRITE_WAIT_S + 2)
+        holder.stdin.write(b"release\n")
+        answer = await sent
+    finally:
+        if holder.returncode is None:
+            holder.stdin.close()
+        await holder.wait()
+    assert (answer.status_code, answer.json()) == (200, {"received": True}), answer.text
+    assert (await kaza.status(txn))["status"] == "completed"

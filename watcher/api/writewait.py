@@ -4,7 +4,9 @@ A request that cannot begin writing within REQUEST_WRITE_WAIT_S (another process
 file's write lock, or this process's writers queue that long) answers 503 with Retry-After,
 as while the database is unreachable, instead of waiting SQLite's busy timeout behind every
 request queued before it (db.engine.bounded_writes). The daemon's loops are not bounded:
-they have no client waiting, and retry anyway. PostgreSQL is not concerned.
+they have no client waiting, and retry anyway. Nor are providers' webhooks (WEBHOOKS): some
+are sent once and never again (Kazawallet's), so a 503 would lose the payment they report;
+they wait as long as a loop does. PostgreSQL is not concerned.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from watcher.db.engine import bounded_writes
 
 REQUEST_WRITE_WAIT_S = 10.0
+WEBHOOKS = "/providers/"  # watcher.api.providers: /providers/{name}/webhook[/{token}]
 
 
 class BoundedWrites:
@@ -22,7 +25,7 @@ class BoundedWrites:
         self.seconds = seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"].startswith(WEBHOOKS):
             await self.app(scope, receive, send)
             return
         with bounded_writes(self.seconds):
