@@ -244,6 +244,25 @@ async def test_a_start_answer_without_a_link_id_is_matched_by_ref_and_says_so(
     assert (warning["payment_id"], warning["reference"]) == (txn, link)
 
 
+async def test_an_answer_with_a_record_id_beside_the_order_id_keeps_the_order_id(
+    db_url: str,
+) -> None:
+    """The seed shows no answer to createPaymentLink, and its webhook names the link by
+    `order_id`: an answer carrying both an `id` (a record of its own) and the `order_id` is
+    held to the order_id, or the genuine webhook, sent once, would pay nothing."""
+    fake = fake_kaza(id_key="order_id", record_id=True)
+    async with provider_harness(
+        db_url, providers={"wallet": "kazawallet"}, kazawallet=fake
+    ) as kaza:
+        txn, link = await _wallet(kaza)
+        assert (await kaza.status(txn))["provider"]["reference"] == link
+        assert (
+            await kaza.webhook("kazawallet", *fake.settle(link, "fulfilled"))
+        ).status_code == 200
+        status = await kaza.status(txn)
+        assert (status["status"], status["provider"]["paidAmount"]) == ("completed", 1000)
+
+
 async def test_a_form_encoded_webhook_is_read_too(kaza: ProviderHarness) -> None:
     txn, order_id = await _wallet(kaza)
     fields = json.loads(kaza.kazawallet.settle(order_id, "fulfilled")[0])

@@ -51,6 +51,7 @@ class FakeKazawallet(FailureModes):
         webhook_url: str | None = None,
         link_key: str = "link",
         id_key: str | None = "id",
+        record_id: bool = False,
     ) -> None:
         self.api_key = api_key
         self.api_secret = api_secret
@@ -59,6 +60,7 @@ class FakeKazawallet(FailureModes):
         self.webhook_url = webhook_url
         self.link_key = link_key
         self.id_key = id_key
+        self.record_id = record_id  # also an `id` of its own record, beside order_id
         self.links: dict[str, dict[str, Any]] = {}  # by order_id
         self.requests: list[dict[str, Any]] = []  # path, json, headers, answered
 
@@ -122,6 +124,8 @@ class FakeKazawallet(FailureModes):
         data = {self.link_key: f"{self.base_url}/kazawallet/pay/{order_id}"}
         if self.id_key is not None:
             data[self.id_key] = order_id
+        if self.record_id:
+            data["id"] = 4000 + len(self.links)
         return self._answer({"success": True, "message": "Payment link created", "data": data})
 
     async def _control(self, request: Request) -> Response:

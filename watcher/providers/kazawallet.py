@@ -4,7 +4,8 @@
   (TRY, or USD/USDT converted at the rate locked for the payment), `ref` = our
   transactionId, `redirectUrl` = the merchant's returnUrl (else our /pay/{id}), the payer's
   email when there is one. The seed shows no answer: the link is read from `url`, `link` or
-  `paymentLink`, its id from `id`, `order_id` or `orderId`, at the top level or under `data`.
+  `paymentLink`, its id from `order_id`, `orderId` or `id` (the webhook names the link by
+  `order_id`), at the top level or under `data`.
 - parse: the webhook's `secret` must be base64(HMAC-SHA512(api_secret, SHA256(amount + ":::" +
   order_id + ":::" + api_key))) (raw digests, as the seed's PHP), compared in constant time.
   fulfilled → paid, timed_out → expired. The secret covers `order_id` and `amount` only:
@@ -63,7 +64,7 @@ CREATE: Final = "createPaymentLink"
 # A webhook's status -> our outcome.
 STATUSES: Final[dict[str, str]] = {"fulfilled": PAID, "timed_out": EXPIRED_OUTCOME}
 LINK_KEYS: Final = ("url", "link", "paymentLink")
-ID_KEYS: Final = ("id", "order_id", "orderId")
+ID_KEYS: Final = ("order_id", "orderId", "id")  # the webhook names the link by order_id
 
 
 def webhook_secret(amount: str, order_id: str, api_key: str, api_secret: str) -> str:
