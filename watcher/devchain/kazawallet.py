@@ -121,7 +121,7 @@ class FakeKazawallet(FailureModes):
             "redirectUrl": body["redirectUrl"],
             "status": "pending",
         }
-        data = {self.link_key: f"{self.base_url}/kazawallet/pay/{order_id}"}
+        data: dict[str, Any] = {self.link_key: f"{self.base_url}/kazawallet/pay/{order_id}"}
         if self.id_key is not None:
             data[self.id_key] = order_id
         if self.record_id:
