@@ -12,7 +12,7 @@ wallets parse that.
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from markupsafe import Markup
@@ -255,7 +255,7 @@ def negotiate(query: str | None, accept_language: str | None) -> str:
     """`tr` or `en`: the explicit choice, else the best match of Accept-Language."""
     if query in LANGUAGES:
         return str(query)
-    best, best_q = DEFAULT, 0.0
+    best, best_q = DEFAULT, Decimal(0)
     for item in (accept_language or "").split(",")[:20]:
         tag, _, params = item.strip().partition(";")
         language = tag.strip().lower().split("-")[0]
@@ -267,15 +267,17 @@ def negotiate(query: str | None, accept_language: str | None) -> str:
     return best
 
 
-def _quality(params: str) -> float:
+def _quality(params: str) -> Decimal:
+    """The q parameter (RFC 9110: 0 to 1, up to three decimals); unreadable counts as 0."""
     for param in params.split(";"):
         name, _, value = param.strip().partition("=")
         if name.strip() == "q":
             try:
-                return max(0.0, min(1.0, float(value)))
-            except ValueError:
-                return 0.0
-    return 1.0
+                q = Decimal(value)
+            except InvalidOperation:
+                return Decimal(0)
+            return max(Decimal(0), min(Decimal(1), q)) if q.is_finite() else Decimal(0)
+    return Decimal(1)
 
 
 Translate = Callable[..., Markup]
