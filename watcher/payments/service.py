@@ -26,12 +26,11 @@ from watcher.errors import (
     LimitExceeded,
     NotFound,
     ProviderError,
-    SystemDisabled,
     WatcherError,
 )
 from watcher.merchants import AuthedKey
 from watcher.money import canonical, to_kurus
-from watcher.payments import limits
+from watcher.payments import limits, switch
 from watcher.payments.events import record_event
 from watcher.payments.methods import Block, Describe, Opener, PaymentMethod
 from watcher.payments.outcomes import Report
@@ -106,7 +105,7 @@ class PaymentService:
                     existing = await session.get(Payment, snapshot.existing_id)
                 if existing is None:
                     if snapshot.disabled:
-                        raise SystemDisabled("payments are temporarily disabled by the operator")
+                        raise switch.refused()
                     payment = await self._insert(session, key, req, opener, snapshot)
         except (IntegrityError, LimitExceeded):
             # A concurrent request with the same ref won the insert: answer with its payment.
