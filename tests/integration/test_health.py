@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -189,7 +190,8 @@ async def test_a_stopped_follower_is_told_apart_from_a_node_showing_no_new_block
         assert "while the TRON node's head moves" in follower["reason"]
     else:
         assert follower["nodeAgeSeconds"] >= 600
-        assert "the TRON node has shown no new block for 600 s" in follower["reason"]
+        # 600 s, or 601 when a second ticked between the row's write and the probe
+        assert re.search(r"the TRON node has shown no new block for 60[01] s", follower["reason"])
 
 
 async def test_degraded_when_due_callbacks_are_not_delivered(probe: Probe) -> None:
