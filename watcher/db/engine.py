@@ -161,7 +161,7 @@ def _create_private(path: Path) -> None:
 
 def _sqlite_pragmas(engine: AsyncEngine, url: str) -> None:
     @event.listens_for(engine.sync_engine, "connect")
-    def _connect(dbapi_conn: Any, _record: Any) -> None:
+    def _connect(dbapi_conn: Any, record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
         try:
@@ -176,6 +176,7 @@ def _sqlite_pragmas(engine: AsyncEngine, url: str) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
+        record.info[_BUSY_MS] = SQLITE_BUSY_TIMEOUT_MS
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn: Any) -> None:
@@ -184,7 +185,12 @@ def _sqlite_pragmas(engine: AsyncEngine, url: str) -> None:
             conn.exec_driver_sql("BEGIN")
             return
         busy_ms = int(options.get(_BUSY_MS, SQLITE_BUSY_TIMEOUT_MS))
-        conn.exec_driver_sql(f"PRAGMA busy_timeout={busy_ms}")
+        # The connection keeps its timeout: set only when this writer's differs from the last
+        # one set on it, not a statement (a crossing to aiosqlite's thread) per write.
+        info = conn.connection.info
+        if info.get(_BUSY_MS) != busy_ms:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={busy_ms}")
+            info[_BUSY_MS] = busy_ms
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
@@ -308,7 +314,10 @@ class _Writing:
                 await self._lock.acquire()
         except TimeoutError:
             raise WriterBusy(f"no turn to write within {wait_s:g} s") from None
-        return max(1, int((wait_s - (time.monotonic() - started)) * 1000))
+        left_ms = int((wait_s - (time.monotonic() - started)) * 1000)
+        # Whole steps of 100 ms, down: a writer that did not wait sets the same timeout as the
+        # last one, so the connection's PRAGMA stays as it is (see the `begin` listener).
+        return max(1, left_ms - left_ms % 100)
 
 
 TransactionEnded = Callable[[Session, bool], None]
