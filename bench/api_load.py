@@ -1,7 +1,7 @@
 """The merchant API under load, as a new user would measure it: wrk against `watcher run`.
 
     .venv/bin/python bench/api_load.py [--db sqlite|postgres] [--duration 10] \
-        [--api-workers 1] [--tree PATH]
+        [--api-processes 1] [--tree PATH]
 
 A devchain (TRON node and Binance ticker, its own process, a block every 3 s) and the daemon
 (`watcher run`, HD wallet, rates cached, INFO JSON logs to a file as in production) are
@@ -16,9 +16,8 @@ JSON body, answer a small JSON object) in one uvicorn process with the same loop
 parser the daemon uses, at 50 clients. Each line prints requests/s, p50 and p99 latency,
 errors (connect, read, write, timeouts, non-2xx answers) and the throughput ratio to the
 baseline. `--tree PATH` runs the daemon of another checkout (PATH/.venv/bin/watcher) with
-the same bench, for before/after figures. `--api-workers N` (PostgreSQL) runs
-`watcher run` plus N-1 `watcher api` processes on the same port, for a tree whose API
-processes can share one (SO_REUSEPORT); the bench stops if one of them exits.
+the same bench, for before/after figures. `--api-processes N` (PostgreSQL) sets
+`api.processes = N`: `watcher run` serves the API from N processes on one port.
 """
 
 from __future__ import annotations
@@ -198,10 +197,10 @@ async def pg_drop(name: str) -> None:
 class Stack:
     """devchain + daemon processes in a scratch folder."""
 
-    def __init__(self, tree: Path, db: str, api_workers: int) -> None:
+    def __init__(self, tree: Path, db: str, api_processes: int) -> None:
         self.bin = tree / ".venv" / "bin" / "watcher"
         self.db = db
-        self.api_workers = api_workers
+        self.api_processes = api_processes
         self.dir = Path(tempfile.mkdtemp(prefix="api-bench-"))
         self.procs: list[subprocess.Popen[bytes]] = []
         self.pg_name = ""
@@ -230,6 +229,8 @@ class Stack:
         pay_limit = (
             "pay_rate_limit_per_minute = 0\n" if "pay_rate_limit_per_minute" in config_py else ""
         )
+        if self.api_processes > 1:
+            pay_limit += f"processes = {self.api_processes}\n"
         self.config.write_text(
             f"""
 [database]
@@ -257,12 +258,7 @@ level = "INFO"
         self.env = env
         self.spawn("run", log="daemon.log")
         api = f"http://127.0.0.1:{api_port}"
-        extra = [self.spawn("api", log="api.log") for _ in range(self.api_workers - 1)]
         await wait_http(api + "/healthz", ok=lambda r: "starting" not in r.text)
-        await asyncio.sleep(3)  # an extra process that cannot share the port exits by now
-        if any(p.poll() is not None for p in extra):
-            log = (self.dir / "api.log").read_text()[-1500:]
-            raise SystemExit(f"an extra API process exited (the tree cannot share a port):\n{log}")
         return api, key
 
     async def stop(self) -> None:
@@ -328,7 +324,7 @@ def stack_of(tree: Path) -> tuple[str, str]:
 
 
 async def daemon_runs(args: argparse.Namespace) -> tuple[Stack, list[tuple[str, dict[str, Any]]]]:
-    stack = Stack(args.tree, args.db, args.api_workers)
+    stack = Stack(args.tree, args.db, args.api_processes)
     results: list[tuple[str, dict[str, Any]]] = []
     try:
         api, key = await stack.start()
@@ -366,15 +362,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     p.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
-    p.add_argument("--api-workers", type=int, default=1, help="API processes (PostgreSQL)")
+    p.add_argument("--api-processes", type=int, default=1, help="api.processes (PostgreSQL)")
     p.add_argument("--tree", type=Path, default=ROOT, help="checkout whose daemon to run")
     args = p.parse_args()
-    if args.api_workers > 1 and args.db != "postgres":
-        raise SystemExit("--api-workers > 1 needs --db postgres")
+    if args.api_processes > 1 and args.db != "postgres":
+        raise SystemExit("--api-processes > 1 needs --db postgres")
     loop, http = stack_of(args.tree)
     print(
         f"{os.cpu_count()} CPUs, load average {load()}; daemon from {args.tree}, "
-        f"{args.db}, {args.api_workers} API process(es), uvicorn {loop}+{http}",
+        f"{args.db}, {args.api_processes} API process(es), uvicorn {loop}+{http}",
         flush=True,
     )
     bare = bare_baseline(args.duration, loop, http)

@@ -82,6 +82,9 @@ class ApiSettings(_Section):
     key_cache_s: float = Field(2, ge=0, le=60)
     trusted_proxies: list[str] = ["127.0.0.1", "::1"]
     max_body_bytes: int = Field(65536, ge=1024)
+    # API processes sharing the port (`watcher run` and `watcher api`): one serves with the
+    # rest of the daemon, the others only the API. PostgreSQL only: SQLite has one daemon.
+    processes: int = Field(1, ge=1, le=32)
 
 
 class TronSettings(_Section):
@@ -326,6 +329,15 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment wins over the file (passed as init values).
         return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _one_process_on_sqlite(self) -> Settings:
+        if self.api.processes > 1 and self.database.url.startswith("sqlite"):
+            raise ValueError(
+                f"api.processes = {self.api.processes} needs PostgreSQL: on SQLite one daemon "
+                "process serves the database file; set api.processes = 1"
+            )
+        return self
 
     def public_url(self) -> str:
         if self.api.public_url:

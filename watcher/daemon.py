@@ -23,8 +23,10 @@ import structlog
 import uvicorn
 from sqlalchemy.exc import DBAPIError
 
+from watcher import eventloop
 from watcher.api import serving
 from watcher.api.app import create_app
+from watcher.api_processes import ApiChildren, fork_api_processes
 from watcher.callbacks.delivery import DeliveryWorker
 from watcher.config import Settings
 from watcher.db.engine import create_engine, is_sqlite, sqlite_dir_made
@@ -169,16 +171,24 @@ class Daemon:
     parts: frozenset[str]
     notifier: Notifier = field(default_factory=Notifier.from_env)
     on_ready: Callable[[Services], Awaitable[None]] | None = None
+    # Set by run_daemon() for api.processes > 1: the socket bound before the fork, the
+    # schema already migrated, the children to watch.
+    sock: socket.socket | None = None
+    migrate: bool = True
+    children: ApiChildren | None = None
 
     async def run(self, stop: asyncio.Event | None = None) -> int:
         stop = stop or asyncio.Event()
         _install_signals(stop)
         async with AsyncExitStack() as stack:
             await self._single_instance(stack)
-            sock = listen(self.settings) if "api" in self.parts else None
+            sock = self.sock
+            if sock is None and "api" in self.parts:
+                sock = listen(self.settings)
             if sock is not None:
                 stack.callback(sock.close)
-            await _migrate(self.settings)
+            if self.migrate:
+                await _migrate(self.settings)
             services = await stack.enter_async_context(build_services(self.settings))
             metrics = Metrics(services.clock)
             watchdog = Watchdog.from_env()
@@ -203,6 +213,8 @@ class Daemon:
                 components.append(api)
             if watchdog.enabled:
                 components.append(_Named("watchdog", watchdog.run))
+            if self.children is not None:
+                components.append(self.children)
             return await self._supervise(components, api, services, stop)
         return 0
 
@@ -290,6 +302,28 @@ async def _first(*aws: Awaitable[object]) -> None:
     for t in tasks[:1]:
         if not t.done():
             t.cancel()
+
+
+def run_daemon(settings: Settings, parts: frozenset[str]) -> int:
+    """Run the daemon's `parts` until stopped; with api.processes > 1 the API's extra
+    processes too (watcher.api_processes). The exit code."""
+    extra = settings.api.processes - 1 if "api" in parts else 0
+    if extra <= 0:
+        return eventloop.run(Daemon(settings, parts).run())
+    sock = listen(settings)
+    try:
+        eventloop.run(_migrate(settings))
+        children = ApiChildren(fork_api_processes(settings, sock, extra), GRACE_S)
+    except BaseException:
+        sock.close()
+        raise
+    log.info("api_processes_started", pids=children.pids)
+    try:
+        return eventloop.run(
+            Daemon(settings, parts, sock=sock, migrate=False, children=children).run()
+        )
+    finally:
+        children.kill_now()  # none left after a clean stop; all of them after a failed start
 
 
 async def _migrate(settings: Settings) -> None:

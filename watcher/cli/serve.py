@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from watcher import eventloop
 from watcher.cli.common import fail, state
 from watcher.cli.shape import ConfigOpt
 from watcher.config import ConfigError
-from watcher.daemon import Daemon, DaemonError
+from watcher.daemon import DaemonError, run_daemon
 from watcher.db.errors import DatabaseUnavailable
 from watcher.demo import run_demo
 from watcher.locks import InstanceLocked
@@ -22,7 +21,7 @@ def _serve(ctx: typer.Context, config: str | None, parts: frozenset[str]) -> Non
     settings = state(ctx, config).settings
     configure_logging(settings.log)
     try:
-        code = eventloop.run(Daemon(settings, parts).run())
+        code = run_daemon(settings, parts)
     except (DaemonError, InstanceLocked, DatabaseUnavailable) as exc:
         fail(str(exc))
     except ConfigError as exc:

@@ -1,0 +1,161 @@
+"""More than one API process on one port (`api.processes`, PostgreSQL).
+
+One Python process answers a few hundred payment requests a second with one core busy; the
+others sit idle. With `api.processes = N` the daemon binds the API's socket and applies the
+migrations, then forks N-1 processes before any event loop, thread or database connection
+exists. Each child serves only the API, on the inherited socket: the kernel hands every new
+connection to one of the processes waiting to accept, so more cores answer merchants and no
+load balancer is needed. The parent goes on as `watcher run` or `watcher api` would, and
+watches its children:
+
+- SIGTERM or SIGINT to the parent stops the children the same graceful way (it forwards the
+  signal; after the grace period what is left is killed);
+- a child that dies stops the parent with exit 1, so the service manager restarts them all
+  rather than leaving fewer processes than configured without a word;
+- a parent killed outright takes its children with it (Linux: PR_SET_PDEATHSIG).
+
+Only the parent speaks to systemd (READY, STOPPING, the watchdog). What each process keeps
+for itself: the rate limits per merchant and per address, the key cache, and the counters
+on /metrics (a scrape is answered by whichever process takes the connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+import structlog
+
+from watcher import eventloop
+from watcher.config import Settings
+
+log = structlog.get_logger("watcher.daemon")
+
+API_ONLY = frozenset({"api"})
+_SYSTEMD_VARS = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+_PR_SET_PDEATHSIG = 1
+POLL_S = 0.2
+
+
+class ApiProcessDied(Exception):
+    """One of the extra API processes exited while the daemon was running."""
+
+
+def fork_api_processes(settings: Settings, sock: socket.socket, count: int) -> list[int]:
+    """Fork `count` processes serving the API on `sock`; their pids. Call before any event
+    loop or thread exists in this process."""
+    parent = os.getpid()
+    pids: list[int] = []
+    for _ in range(count):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            _serve_child(settings, sock, parent)
+        pids.append(pid)
+    return pids
+
+
+def _serve_child(settings: Settings, sock: socket.socket, parent: int) -> NoReturn:
+    from watcher.daemon import Daemon  # the daemon imports this module
+
+    code = 1
+    try:
+        _die_with(parent)
+        for name in _SYSTEMD_VARS:
+            os.environ.pop(name, None)
+        code = eventloop.run(Daemon(settings, API_ONLY, sock=sock, migrate=False).run())
+    except BaseException as exc:  # nothing may unwind into the parent's code after fork
+        log.error("api_process_failed", error=f"{type(exc).__name__}: {exc}"[:500])
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _die_with(parent: int) -> None:
+    """SIGTERM this process when the parent dies (Linux); exit now if it already has."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+@dataclass
+class ApiChildren:
+    """The parent's component watching the extra API processes (see the module docstring)."""
+
+    pids: list[int]
+    grace_s: float
+    name: str = "api-processes"
+    _live: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self._live = set(self.pids)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            died = self._reap()
+            if died:
+                pid, status = died[0]
+                raise ApiProcessDied(f"API process {pid} exited ({_how(status)})")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), POLL_S)
+        await self.stop()
+
+    async def stop(self) -> None:
+        """SIGTERM the live children, wait up to the grace period, SIGKILL the rest."""
+        self._signal(signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.grace_s
+        while self._live and loop.time() < deadline:
+            self._reap()
+            if self._live:
+                await asyncio.sleep(0.05)
+        if self._live:
+            log.warning("api_processes_killed", pids=sorted(self._live))
+            self._signal(signal.SIGKILL)
+            while self._live:
+                self._reap()
+                if self._live:
+                    await asyncio.sleep(0.05)
+
+    def kill_now(self) -> None:
+        """For a parent that could not start: take the children down at once."""
+        self._signal(signal.SIGKILL)
+        for pid in list(self._live):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        self._live.clear()
+
+    def _signal(self, sig: signal.Signals) -> None:
+        for pid in list(self._live):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def _reap(self) -> list[tuple[int, int]]:
+        died = []
+        for pid in list(self._live):
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done, status = pid, 0
+            if done:
+                self._live.discard(pid)
+                died.append((pid, status))
+        return died
+
+
+def _how(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit code {os.waitstatus_to_exitcode(status)}"
