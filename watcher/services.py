@@ -57,11 +57,11 @@ class Services:
 async def build_services(settings: Settings, clock: Clock = now_ms) -> AsyncIterator[Services]:
     # Settings that only fail when used (wallet.xpub, rates, providers) fail here, before
     # any resource.
-    addresses = wallets.build_allocator(settings, clock=clock)
     providers = build_providers(settings)
-    engine = create_engine(settings.database.url)
+    engine = create_engine(settings.database.url)  # not connected until first used
     doorbell = Doorbell()
     try:
+        addresses = wallets.build_allocator(settings, clock=clock, engine=engine)
         sessions = session_factory(engine, on_end=doorbell.transaction_ended)
         async with sessions() as session, session.begin():
             box = await open_box(session, settings.database.url)

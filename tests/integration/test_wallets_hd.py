@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 from bip_utils import Bip39SeedGenerator, Bip44, Bip44Coins
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tests.integration.conftest import ApiHarness
 from watcher.config import ConfigError, Settings
@@ -122,3 +122,21 @@ async def test_50_concurrent_creates_answer_with_50_distinct_derived_addresses(
     assert addresses == {HdDeriver(DEMO_XPUB).address(i) for i in range(50)}
     assert {(d["amount"], d["rate"]) for d in data} == {(281.69, 35.5)}  # one locked rate
     assert api.binance.ticker_calls == 1
+
+
+async def test_on_postgresql_a_create_still_open_does_not_hold_up_the_next_address(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """The index is reserved in a statement of its own, before the create transaction: a
+    create that is slow to commit does not make every other create wait for its row lock."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("on SQLite creates write one at a time anyway (BEGIN IMMEDIATE)")
+    allocator = HdAllocator(DEMO_XPUB, engine)
+    async with transaction(sessions) as slow:
+        first = await allocator.allocate(slow, "txn_a", 1, 0, await allocator.reserve())
+        async with asyncio.timeout(5):  # with the row lock held by `slow`: forever
+            reserved = await allocator.reserve()
+            async with transaction(sessions) as other:
+                second = await allocator.allocate(other, "txn_b", 1, 0, reserved)
+    assert (first.index, second.index) == (0, 1)
+    assert (first.address, second.address) == (PUBLISHED[0], PUBLISHED[1])

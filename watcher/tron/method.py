@@ -46,9 +46,10 @@ class CryptoMethod:
     async def prepare(self, key: AuthedKey, req: CreateRequest) -> Opener:
         quote = await self._rates.quote()
         usdt = self._usdt_due(req, quote)
+        reserved = await self._addresses.reserve()
 
         async def open_(session: AsyncSession, payment: Payment, snapshot: Snapshot) -> None:
-            await self._open(session, payment, snapshot, quote, usdt)
+            await self._open(session, payment, snapshot, quote, usdt, reserved)
 
         return open_
 
@@ -68,6 +69,7 @@ class CryptoMethod:
         snapshot: Snapshot,
         quote: Quote,
         usdt: Decimal,
+        reserved: int | None,
     ) -> None:
         if snapshot.head is None:
             raise ProviderError("the chain follower has not started yet; try again shortly")
@@ -79,7 +81,7 @@ class CryptoMethod:
             session.add(payment)
             await session.flush()  # the unique (merchant, mode, ref) constraint fires here
         allocation = await self._addresses.allocate(
-            session, payment.id, to_micro(usdt), payment.expires_ms + self._late_ms
+            session, payment.id, to_micro(usdt), payment.expires_ms + self._late_ms, reserved
         )
         payment.address = allocation.address
         payment.address_index = allocation.index

@@ -26,8 +26,18 @@ class AddressAllocator(Protocol):
     # otherwise the row is inserted once, address included.
     row_first: bool
 
+    async def reserve(self) -> int | None:
+        """Called before the create transaction opens: what allocate() takes as `reserved`
+        (None when the allocator does all its work inside the transaction)."""
+        ...
+
     async def allocate(
-        self, session: AsyncSession, payment_id: str, amount_micro: int, release_ms: int
+        self,
+        session: AsyncSession,
+        payment_id: str,
+        amount_micro: int,
+        release_ms: int,
+        reserved: int | None = None,
     ) -> Allocation:
         """Called inside the create transaction (after the payment row is flushed, if
         `row_first`).

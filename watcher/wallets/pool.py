@@ -59,8 +59,16 @@ class PoolAllocator:
                 f"one cent; at most {max_tag // 2}"
             )
 
+    async def reserve(self) -> None:
+        return None  # the tags are claimed inside the create transaction
+
     async def allocate(
-        self, session: AsyncSession, payment_id: str, amount_micro: int, release_ms: int
+        self,
+        session: AsyncSession,
+        payment_id: str,
+        amount_micro: int,
+        release_ms: int,
+        reserved: int | None = None,
     ) -> Allocation:
         now = self._clock()
         for address in await self._by_load(session, now):
