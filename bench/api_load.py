@@ -15,8 +15,11 @@ The baseline, measured in the same run on the same machine: a bare FastAPI endpo
 JSON body, answer a small JSON object) in one uvicorn process with the same loop and HTTP
 parser the daemon uses, at 50 clients. Each line prints requests/s, p50 and p99 latency,
 errors (connect, read, write, timeouts, non-2xx answers) and the throughput ratio to the
-baseline. `--tree PATH` runs the daemon of another checkout (PATH/.venv/bin/watcher) with
-the same bench, for before/after figures. `--api-processes N` (PostgreSQL) sets
+baseline. A last line, the *floor*, serves the least a status request does (FastAPI, one read
+of the payment by id through the daemon's engine, no ORM) against the daemon's database at 50
+clients: what no work on the daemon's own code can beat on this stack. `--tree PATH` runs
+the daemon of another checkout (PATH/.venv/bin/watcher) with the same bench, for before/after
+figures. `--api-processes N` (PostgreSQL) sets
 `api.processes = N`: `watcher run` serves the API from N processes on one port.
 """
 
@@ -26,6 +29,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -93,6 +97,30 @@ async def echo(request: Request):
 
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
             access_log=False, loop=sys.argv[2], http=sys.argv[3])
+"""
+
+# The least a status request does, served the same way: FastAPI, one read of a payment by id
+# through the daemon's own engine (Core, no ORM), a small JSON answer. Run against the
+# daemon's database while it is up, one process.
+FLOOR_APP = r"""
+import sys
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy import text
+from watcher.db.engine import create_engine
+url, port, loop, http = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+engine = create_engine(url)
+app = FastAPI()
+READ = text("SELECT id, status, amount_kurus FROM payment WHERE id = :id")
+
+@app.get("/read/{pid}")
+async def read(pid: str):
+    async with engine.connect() as conn:
+        row = (await conn.execute(READ, {"id": pid})).one()
+    return {"id": row.id, "status": row.status, "amount": row.amount_kurus}
+
+uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
+            loop=loop, http=http)
 """
 
 
@@ -204,6 +232,7 @@ class Stack:
         self.dir = Path(tempfile.mkdtemp(prefix="api-bench-"))
         self.procs: list[subprocess.Popen[bytes]] = []
         self.pg_name = ""
+        self.url = ""
         self.env = {**os.environ, "WATCHER_SECRET_KEY": KEY, "PYTHONUNBUFFERED": "1"}
 
     def spawn(self, *args: str, log: str) -> subprocess.Popen[bytes]:
@@ -223,6 +252,7 @@ class Stack:
             url, self.pg_name = await pg_database()
         else:
             url = f"sqlite+aiosqlite:///{self.dir}/watcher.db"
+        self.url = url
         self.config = self.dir / "watcher.toml"
         # The per-address page limit (where the tree has it) would answer 429 to the load.
         config_py = (self.bin.parent.parent.parent / "watcher" / "config.py").read_text()
@@ -271,6 +301,7 @@ level = "INFO"
                 p.kill()
         if self.pg_name:
             await pg_drop(self.pg_name)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 async def first_payment(api: str, key: str) -> str:
@@ -306,6 +337,24 @@ def bare_baseline(duration: int, loop: str, http: str) -> dict[str, Any]:
             body=body,
             headers={"Content-Type": "application/json"},
         )
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+async def floor(db_url: str, txn: str, duration: int) -> dict[str, Any]:
+    port = free_port()
+    loop, http = stack_of(ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FLOOR_APP, db_url, str(port), loop, http],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/read/{txn}"
+        await wait_http(url, ok=lambda r: r.status_code == 200)
+        return await asyncio.to_thread(wrk, url, 50, duration)
     finally:
         proc.terminate()
         proc.wait()
@@ -353,6 +402,7 @@ async def daemon_runs(args: argparse.Namespace) -> tuple[Stack, list[tuple[str, 
             results.append(("status", r))
         r = await asyncio.to_thread(wrk, f"{api}/pay/{txn}", 50, args.duration)
         results.append(("/pay/{id}", r))
+        results.append(("floor: FastAPI + 1 read", await floor(stack.url, txn, args.duration)))
     finally:
         await stack.stop()
     return stack, results
