@@ -8,6 +8,11 @@ by key. Here a statement is one call on that thread: execute, fetch every row, n
 description, row count and last row id, close. Rows are in memory afterwards, as SQLAlchemy's
 adapter keeps them anyway (it fetches all rows after each execute).
 
+A plain BEGIN (a read transaction: writers use BEGIN IMMEDIATE, sent at once so that waiting
+for the write lock happens at begin()) is not a crossing of its own: it is run on the thread
+just before the transaction's first statement, and a transaction that ran none ends without
+crossing at all. A status request (BEGIN, two reads, ROLLBACK) crosses three times, not four.
+
 Everything else, transactions included, is aiosqlite's.
 """
 
@@ -20,11 +25,27 @@ from typing import Any
 import aiosqlite
 
 _Done = tuple[list[Any], Any, int, int | None]
+_BEGIN = "BEGIN"
 
 
 class Connection(aiosqlite.Connection):
+    # A BEGIN not sent yet: it goes with the next statement (see the module docstring).
+    deferred_begin: str | None = None
+
     def cursor(self) -> Cursor:  # type: ignore[override]
         return Cursor(self)
+
+    async def commit(self) -> None:
+        if self.deferred_begin is not None:  # nothing ran since BEGIN: nothing to end
+            self.deferred_begin = None
+            return
+        await super().commit()
+
+    async def rollback(self) -> None:
+        if self.deferred_begin is not None:
+            self.deferred_begin = None
+            return
+        await super().rollback()
 
 
 class Cursor:
@@ -46,6 +67,10 @@ class Cursor:
         return None
 
     async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> Cursor:
+        if sql == _BEGIN and not parameters and self._conn.deferred_begin is None:
+            self._conn.deferred_begin = sql
+            self._rows, self.description, self.rowcount, self.lastrowid = [], None, -1, None
+            return self
         return await self._run(
             lambda cur: cur.execute(sql, () if parameters is None else parameters)
         )
@@ -55,10 +80,13 @@ class Cursor:
 
     async def _run(self, call: Callable[[sqlite3.Cursor], object]) -> Cursor:
         conn = self._conn
+        begin, conn.deferred_begin = conn.deferred_begin, None
 
         def on_thread() -> _Done:
             cur = conn._conn.cursor()
             try:
+                if begin is not None:
+                    cur.execute(begin)
                 call(cur)
                 rows = cur.fetchall() if cur.description else []
                 return rows, cur.description, cur.rowcount, cur.lastrowid
