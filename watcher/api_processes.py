@@ -26,19 +26,17 @@ import contextlib
 import ctypes
 import os
 import signal
-import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NoReturn
 
 import structlog
 
-from watcher import eventloop
-from watcher.config import Settings
+from watcher.errors import WatcherError
 
 log = structlog.get_logger("watcher.daemon")
 
-API_ONLY = frozenset({"api"})
 _SYSTEMD_VARS = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 _PR_SET_PDEATHSIG = 1
 POLL_S = 0.2
@@ -48,32 +46,41 @@ class ApiProcessDied(Exception):
     """One of the extra API processes exited while the daemon was running."""
 
 
-def fork_api_processes(settings: Settings, sock: socket.socket, count: int) -> list[int]:
-    """Fork `count` processes serving the API on `sock`; their pids. Call before any event
-    loop or thread exists in this process."""
+def fork_api_processes(serve: Callable[[], int], count: int) -> list[int]:
+    """Fork `count` processes, each running `serve()` (the API alone, on the inherited
+    socket) and exiting with its code; their pids. Call before any event loop exists in this
+    process. If a fork fails, those made already are killed before the OSError is raised."""
     parent = os.getpid()
+    # uvloop (libuv) accepts every pending connection at once by default; one at a time
+    # spreads new connections over the processes instead of the one that woke first.
+    os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
     pids: list[int] = []
     for _ in range(count):
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            ApiChildren(pids, 0).kill_now()
+            raise
         if pid == 0:
-            _serve_child(settings, sock, parent)
+            _serve_child(serve, parent)
         pids.append(pid)
     return pids
 
 
-def _serve_child(settings: Settings, sock: socket.socket, parent: int) -> NoReturn:
-    from watcher.daemon import Daemon  # the daemon imports this module
-
+def _serve_child(serve: Callable[[], int], parent: int) -> NoReturn:
     code = 1
     try:
+        structlog.contextvars.bind_contextvars(pid=os.getpid())
         _die_with(parent)
         for name in _SYSTEMD_VARS:
             os.environ.pop(name, None)
-        code = eventloop.run(Daemon(settings, API_ONLY, sock=sock, migrate=False).run())
-    except BaseException as exc:  # nothing may unwind into the parent's code after fork
-        log.error("api_process_failed", error=f"{type(exc).__name__}: {exc}"[:500])
+        code = serve()
+    except WatcherError as exc:
+        log.error("api_process_failed", error=str(exc)[:500])
+    except BaseException:  # nothing may unwind into the parent's code after fork
+        log.exception("api_process_failed")
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -83,9 +90,13 @@ def _serve_child(settings: Settings, sock: socket.socket, parent: int) -> NoRetu
 def _die_with(parent: int) -> None:
     """SIGTERM this process when the parent dies (Linux); exit now if it already has."""
     if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+            log.warning(
+                "api_process_orphan_risk",
+                error=os.strerror(ctypes.get_errno()),
+                note="this process may outlive a killed parent",
+            )
     if os.getppid() != parent:
         os._exit(1)
 
@@ -105,8 +116,9 @@ class ApiChildren:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             died = self._reap()
-            if died:
+            if died and not stop.is_set():
                 pid, status = died[0]
+                await self.stop()  # the others finish their requests in flight
                 raise ApiProcessDied(f"API process {pid} exited ({_how(status)})")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), POLL_S)

@@ -44,6 +44,7 @@ from watcher.tron.follower import Follower, ensure_start_cursor
 log = structlog.get_logger("watcher.daemon")
 
 PARTS = frozenset({"api", "scan", "deliver"})
+API_ONLY = frozenset({"api"})
 GRACE_S = 20.0
 BACKLOG = 2048  # uvicorn's default
 
@@ -311,19 +312,37 @@ def run_daemon(settings: Settings, parts: frozenset[str]) -> int:
     if extra <= 0:
         return eventloop.run(Daemon(settings, parts).run())
     sock = listen(settings)
+
+    def serve_api() -> int:  # in each forked process
+        return eventloop.run(Daemon(settings, API_ONLY, sock=sock, migrate=False).run())
+
     try:
-        eventloop.run(_migrate(settings))
-        children = ApiChildren(fork_api_processes(settings, sock, extra), GRACE_S)
+        # Once, before the fork: the schema, and what every process needs ready and checked
+        # (the master key file is made here, the settings that fail only when used fail here).
+        eventloop.run(_prepare(settings))
+        try:
+            pids = fork_api_processes(serve_api, extra)
+        except OSError as exc:
+            raise DaemonError(
+                f"cannot start {extra} more API processes (api.processes): {exc.strerror or exc}"
+            ) from None
     except BaseException:
         sock.close()
         raise
-    log.info("api_processes_started", pids=children.pids)
+    children = ApiChildren(pids, GRACE_S)
+    log.info("api_processes_started", pids=pids)
     try:
         return eventloop.run(
             Daemon(settings, parts, sock=sock, migrate=False, children=children).run()
         )
     finally:
         children.kill_now()  # none left after a clean stop; all of them after a failed start
+
+
+async def _prepare(settings: Settings) -> None:
+    await _migrate(settings)
+    async with build_services(settings):
+        pass
 
 
 async def _migrate(settings: Settings) -> None:

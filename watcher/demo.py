@@ -77,7 +77,10 @@ def _free_port() -> int:
 
 
 def demo_settings(workdir: Path, node_url: str) -> Settings:
+    # Nothing from the environment: WATCHER_* variables meant for a real daemon (a
+    # PostgreSQL-only setting, a log level) must not change or break the demo.
     return Settings(
+        _env_prefix="WATCHER_DEMO_READS_NO_ENVIRONMENT_",
         database={"url": f"sqlite+aiosqlite:///{workdir / 'demo.db'}"},
         api={"host": "127.0.0.1", "port": _free_port()},
         tron={"endpoints": [node_url], "poll_interval_s": 0.1, "late_window_h": 1},

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -45,9 +46,21 @@ def load_box(database_url: str, *, create: bool = True) -> SecretBox:
         raise SecretKeyError(f"no WATCHER_SECRET_KEY and no key file at {path}")
     key = Fernet.generate_key()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key + b"\n")
+    # Written whole under another name, then linked into place: processes starting together
+    # (api.processes, or `watcher api` and `watcher scan` at boot) all end up with the one key
+    # that won, never a half-written file or an error for the ones that lost.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(key + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return SecretBox(path.read_bytes().strip())
+    finally:
+        os.unlink(tmp)
     return SecretBox(key)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_processes import _config, _port, _spawn, _wait_log, _watcher, devchain
+from tests.e2e.test_processes import _config, _port, _spawn, _watcher, devchain
 
 __all__ = ["devchain"]  # the fixture, shared with test_processes
 
@@ -41,6 +41,10 @@ def _alive(pid: int) -> bool:
         return False
     stat = Path(f"/proc/{pid}/stat")
     return stat.exists() and stat.read_text().split(")")[-1].split()[0] != "Z"
+
+
+async def _all_ready(log: Path, processes: int = 3) -> None:
+    await _until(lambda: log.read_bytes().count(b"daemon_ready") == processes)
 
 
 async def _until(check: object, timeout: float = 20) -> None:
@@ -72,7 +76,7 @@ async def test_every_process_answers_and_sigterm_stops_them_all(
     api_processes: tuple[subprocess.Popen[bytes], str, Path],
 ) -> None:
     proc, url, log = api_processes
-    await _wait_log(log, b"daemon_ready")
+    await _all_ready(log)
     children = _children(proc.pid)
     assert len(children) == 2
     # With the parent and one child stopped, the other child alone takes every new connection.
@@ -98,20 +102,26 @@ async def test_a_process_that_dies_stops_the_daemon_with_exit_1(
     api_processes: tuple[subprocess.Popen[bytes], str, Path],
 ) -> None:
     proc, _url, log = api_processes
-    await _wait_log(log, b"daemon_ready")
+    await _all_ready(log)
     children = _children(proc.pid)
     os.kill(children[0], signal.SIGKILL)
     assert proc.wait(timeout=40) == 1
     text = log.read_text()
     assert f"API process {children[0]} exited (killed by SIGKILL)" in text
-    await _until(lambda: not _alive(children[1]))
+    assert not _alive(children[1])
+    # The survivor stopped as on SIGTERM (its requests in flight finished), not killed.
+    assert [
+        line
+        for line in text.splitlines()
+        if "daemon_stopped" in line and f'"pid": {children[1]}' in line
+    ]
 
 
 async def test_a_parent_killed_outright_leaves_no_api_process(
     api_processes: tuple[subprocess.Popen[bytes], str, Path],
 ) -> None:
     proc, _url, log = api_processes
-    await _wait_log(log, b"daemon_ready")
+    await _all_ready(log)
     children = _children(proc.pid)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)

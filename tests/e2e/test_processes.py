@@ -249,8 +249,10 @@ async def test_scanner_failover_on_postgres(
 
 
 def test_demo_exits_zero_with_all_three_outcomes() -> None:
+    # Settings meant for a real daemon in the environment do not reach the demo.
+    env = {**_env(), "WATCHER_API__PROCESSES": "2", "WATCHER_DATABASE__URL": "postgresql://x/y"}
     done = subprocess.run(
-        [WATCHER, "demo"], capture_output=True, text=True, timeout=90, env=_env(), check=False
+        [WATCHER, "demo"], capture_output=True, text=True, timeout=90, env=env, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
     for line in ("A: completed", "B: partial", "B: completed", "C: expired", "0 rejected"):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
@@ -12,7 +15,7 @@ from typer.testing import CliRunner
 
 from watcher.cli import app
 from watcher.config import Settings
-from watcher.secrets import SecretKeyError
+from watcher.secrets import SecretKeyError, key_file_for, load_box
 from watcher.services import build_services
 from watcher.wallets.hd import DEMO_XPUB
 
@@ -62,3 +65,29 @@ def test_a_wrong_key_stops_the_daemon_before_it_signs_anything(
         asyncio.run(start())
     code, _, err = _cli(cfg, "merchant", "rotate-key", "default", "--secret")
     assert code == 1 and "do not decrypt" in err
+
+
+def test_processes_starting_together_make_one_key_file_and_all_use_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WATCHER_SECRET_KEY")
+    url = f"sqlite+aiosqlite:///{tmp_path / 'watcher.db'}"
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Manager() as manager, ProcessPoolExecutor(8, mp_context=ctx) as pool:
+        start = manager.Event()
+        futures = [pool.submit(_box_key, url, start) for _ in range(8)]
+        start.set()
+        keys = {f.result(timeout=30) for f in futures}
+    on_disk = key_file_for(url).read_bytes().strip()
+    assert keys == {on_disk}
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert key_file_for(url).stat().st_mode & 0o777 == 0o600
+
+
+def _box_key(url: str, start: Any) -> bytes:
+    """The key file's content, once this process's box is shown to encrypt with it."""
+    start.wait()
+    token = load_box(url).encrypt("probe")
+    key = key_file_for(url).read_bytes().strip()
+    assert Fernet(key).decrypt(token.encode()) == b"probe"  # InvalidToken: another key
+    return key
