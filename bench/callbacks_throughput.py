@@ -90,6 +90,10 @@ from watcher.config import LogSettings, Settings
 from watcher.db.engine import create_engine, session_factory
 from watcher.logs import configure_logging
 from watcher.secrets import load_box
+try:
+    from watcher.callbacks.sender import callback_session  # the daemon's session (aiohttp)
+except ImportError:  # an older checkout: its worker took an httpx client
+    callback_session = httpx.AsyncClient
 
 async def main(url, name, concurrency):
     configure_logging(LogSettings(level="INFO"))  # as the daemon logs: a JSON line per attempt
@@ -109,7 +113,7 @@ async def main(url, name, concurrency):
             if left == 0:
                 stop.set()
 
-    async with httpx.AsyncClient() as http:
+    async with callback_session() as http:
         worker = DeliveryWorker(settings, sessions, load_box(url), http, worker_id=name)
         print("ready", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)

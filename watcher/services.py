@@ -6,11 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-import httpx
+import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from watcher import rates, wallets
 from watcher.callbacks.doorbell import Doorbell
+from watcher.callbacks.sender import callback_session
 from watcher.clock import Clock, now_ms
 from watcher.config import Settings
 from watcher.db.engine import create_engine, session_factory
@@ -31,7 +32,7 @@ class Services:
     box: SecretBox
     rates: RateSource
     addresses: AddressAllocator
-    http: httpx.AsyncClient
+    http: aiohttp.ClientSession  # callbacks to merchants (watcher.callbacks.sender)
     clock: Clock = now_ms
     providers: dict[str, Provider] = field(default_factory=dict)
     doorbell: Doorbell = field(default_factory=Doorbell)  # rung by commits that queue callbacks
@@ -44,7 +45,7 @@ class Services:
         self.payments = PaymentService(self.settings, self.sessions, methods, blocks, self.clock)
 
     async def close(self) -> None:
-        await self.http.aclose()
+        await self.http.close()
         for provider in self.providers.values():
             await provider.close()
         closer = getattr(self.rates, "close", None)
@@ -76,7 +77,7 @@ async def build_services(settings: Settings, clock: Clock = now_ms) -> AsyncIter
         box=box,
         rates=rates.build_rate_source(settings, sessions, clock=clock),
         addresses=addresses,
-        http=httpx.AsyncClient(timeout=settings.tron.request_timeout_s, follow_redirects=False),
+        http=callback_session(),
         clock=clock,
         providers=providers,
         doorbell=doorbell,

@@ -13,7 +13,6 @@ import shutil
 from decimal import Decimal
 from pathlib import Path
 
-import httpx
 import pytest
 from kasa_watcher_client import verify_webhook
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -22,6 +21,7 @@ from tests.support.callbacks import add_event, callback_settings, new_merchant
 from tests.support.servers import serve_asgi
 from watcher.callbacks.delivery import DeliveryWorker
 from watcher.callbacks.receiver import CallbackReceiver
+from watcher.callbacks.sender import callback_session
 from watcher.clock import now_ms
 from watcher.secrets import load_box
 
@@ -83,7 +83,7 @@ async def test_seed_node_snippet_and_python_sdk_accept_every_captured_callback(
     box = load_box(db_url)
     merchant = await new_merchant(sessions, box, "Türk Dükkânı")
     receiver = CallbackReceiver(merchant.webhook_secret)
-    async with serve_asgi(receiver) as url, httpx.AsyncClient() as http:
+    async with serve_asgi(receiver) as url, callback_session() as http:
         async with sessions() as s, s.begin():
             for amount, ref, name in CASES:
                 await add_event(

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import httpx
+import aiohttp
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -25,6 +25,7 @@ from tests.support.servers import serve_asgi
 from watcher.callbacks.delivery import DeliveryWorker
 from watcher.callbacks.doorbell import Doorbell
 from watcher.callbacks.receiver import ACK, CallbackReceiver, Received
+from watcher.callbacks.sender import callback_session
 from watcher.clock import now_ms
 from watcher.db.engine import session_factory
 from watcher.merchants import Credentials
@@ -48,7 +49,7 @@ class Rig:
     sessions: async_sessionmaker[AsyncSession]
     box: SecretBox
     merchant: Credentials
-    http: httpx.AsyncClient
+    http: aiohttp.ClientSession
     clock: FakeClock
 
     def worker(self, name: str = "w1", **callbacks: Any) -> DeliveryWorker:
@@ -71,7 +72,7 @@ def _upper(_low: float, high: float) -> float:
 async def rig(db_url: str, sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[Rig]:
     box = load_box(db_url)
     merchant = await new_merchant(sessions, box)
-    async with httpx.AsyncClient() as http:
+    async with callback_session() as http:
         yield Rig(db_url, sessions, box, merchant, http, FakeClock(now_ms()))
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typer.testing import CliRunner, Result
@@ -15,6 +14,7 @@ from tests.support.servers import serve_asgi
 from watcher import jsonio
 from watcher.callbacks.delivery import DeliveryWorker
 from watcher.callbacks.receiver import ACK, CallbackReceiver, Received
+from watcher.callbacks.sender import callback_session
 from watcher.cli import app
 from watcher.clock import now_ms
 from watcher.metrics import Metrics
@@ -50,7 +50,7 @@ async def test_dead_callbacks_are_listed_shown_and_sent_again(
         return ACK if answer == 200 else (answer, b"{}")
 
     metrics = Metrics()
-    async with serve_asgi(CallbackReceiver(None, respond)) as url, httpx.AsyncClient() as http:
+    async with serve_asgi(CallbackReceiver(None, respond)) as url, callback_session() as http:
         await add_events(sessions, merchant.id, url, now_ms(), 2)
         settings = callback_settings(db_url, max_attempts=1)
         worker = DeliveryWorker(settings, sessions, box, http, metrics=metrics)

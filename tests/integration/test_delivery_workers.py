@@ -7,7 +7,6 @@ import os
 import signal
 import sys
 
-import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -22,6 +21,7 @@ from tests.support.callbacks import (
 from tests.support.servers import serve_asgi
 from watcher.callbacks.delivery import DeliveryWorker
 from watcher.callbacks.receiver import ACK, CallbackReceiver, Received
+from watcher.callbacks.sender import callback_session
 from watcher.clock import now_ms
 from watcher.db.engine import create_engine, session_factory
 from watcher.merchants import Credentials
@@ -29,8 +29,8 @@ from watcher.secrets import load_box
 
 WORKER_PROCESS = """
 import asyncio, sys
-import httpx
 from watcher.callbacks.delivery import DeliveryWorker
+from watcher.callbacks.sender import callback_session
 from watcher.config import Settings
 from watcher.db.engine import create_engine, session_factory
 from watcher.merchants import Credentials
@@ -41,7 +41,7 @@ async def main() -> None:
     callbacks = {"allow_private_urls": True, "timeout_s": 60}
     settings = Settings(database={"url": url}, callbacks=callbacks)
     sessions = session_factory(create_engine(url))
-    async with httpx.AsyncClient() as http:
+    async with callback_session() as http:
         worker = DeliveryWorker(settings, sessions, load_box(url), http, worker_id="doomed")
         await worker.run(asyncio.Event())
 
@@ -72,7 +72,7 @@ async def test_two_postgres_workers_deliver_1000_callbacks_each_once_never_concu
     )
     engines = [create_engine(db_url), create_engine(db_url)]
     try:
-        async with serve_asgi(receiver) as url, httpx.AsyncClient() as http:
+        async with serve_asgi(receiver) as url, callback_session() as http:
             await bulk_events(sessions, merchant.id, url, now_ms(), 1000)
             workers = [
                 DeliveryWorker(settings, session_factory(e), box, http, worker_id=f"pg-{i}")
@@ -109,7 +109,7 @@ async def test_a_worker_killed_mid_send_leaves_the_callback_to_be_sent_again(
         return ACK
 
     receiver = CallbackReceiver(merchant.webhook_secret, first_hangs)
-    async with serve_asgi(receiver) as url, httpx.AsyncClient() as http:
+    async with serve_asgi(receiver) as url, callback_session() as http:
         [event] = await add_events(sessions, merchant.id, url, now_ms(), 1)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-c", WORKER_PROCESS, db_url, env=dict(os.environ)

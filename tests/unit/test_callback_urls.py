@@ -158,9 +158,9 @@ async def test_pin_targets_the_checked_address_and_keeps_the_name_for_host_and_t
     assert plain.address in ("127.0.0.1", "::1")
     assert plain.url.host == plain.address and plain.url.port == 8080
     assert plain.url.raw_path == b"/kasa?x=1"
-    assert plain.headers == {"Host": "localhost:8080"} and plain.extensions == {}
+    assert plain.headers == {"Host": "localhost:8080"} and plain.server_name is None
     tls = await pin("https://localhost/kasa", allow_private=True)
-    assert tls.extensions == {"sni_hostname": "localhost"}
+    assert tls.server_name == "localhost"
     assert tls.headers == {"Host": "localhost", "Connection": "close"}
 
 

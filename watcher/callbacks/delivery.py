@@ -24,7 +24,7 @@ from collections import Counter as Tally
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+import aiohttp
 import structlog
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -65,7 +65,7 @@ class DeliveryWorker:
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
         box: SecretBox,
-        http: httpx.AsyncClient,
+        http: aiohttp.ClientSession,
         clock: Clock = now_ms,
         worker_id: str | None = None,
         *,

@@ -163,12 +163,13 @@ def is_allowed(ip: IPAddress, allow_private: bool) -> bool:
 
 @dataclass(frozen=True)
 class PinnedTarget:
-    """Where one attempt goes: `url` names the checked IP; headers/extensions keep the name."""
+    """Where one attempt goes: `url` names the checked IP; the Host header and the TLS server
+    name (SNI, and the name the certificate must be valid for) keep the URL's name."""
 
     url: httpx.URL
     address: str
     headers: dict[str, str] = field(default_factory=dict)
-    extensions: dict[str, str] = field(default_factory=dict)
+    server_name: str | None = None  # https to a host name: that name; else the URL's host
 
 
 async def resolve(host: str, port: int) -> list[IPAddress]:
@@ -204,12 +205,12 @@ async def pin(url: str, allow_private: bool) -> PinnedTarget:
         )
     ip = allowed[0]
     headers = {"Host": target.netloc.decode("ascii")}
-    extensions: dict[str, str] = {}
+    server_name = None
     if target.scheme == "https":
         headers["Connection"] = "close"
         if not _is_ip_literal(name):
-            extensions["sni_hostname"] = name
-    return PinnedTarget(target.copy_with(host=str(ip)), str(ip), headers, extensions)
+            server_name = name
+    return PinnedTarget(target.copy_with(host=str(ip)), str(ip), headers, server_name)
 
 
 def _is_ip_literal(host: str) -> bool:
