@@ -13,19 +13,26 @@ The baseline, measured in the same run against the same receiver: raw HTTP POSTs
 callback-sized body with httpx from one process at the same concurrency. Figures are printed
 as ratios to it and 4-workers / 1-worker. Absolute numbers depend on the machine (cores shared
 by the workers, PostgreSQL and the receiver); the ratios are the point.
+
+`cpu` is CPU time (user + system) per callback: the workers' from "go" to their exit, summed
+(their start-up, a second of imports each, is left out), and beside it the receiver's and
+PostgreSQL's (Linux: every postgres process on the machine, so other clients' queries count
+too). When the receiver answers at once, their sum bounds the rate: 2 cores deliver at most
+2000 / sum callbacks a second.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
-import resource
 import socket
 import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -82,7 +89,7 @@ asyncio.run(main())
 """
 
 WORKER = r"""
-import asyncio, sys
+import asyncio, resource, sys
 import httpx
 from sqlalchemy import text
 from watcher.callbacks.delivery import DeliveryWorker
@@ -117,8 +124,14 @@ async def main(url, name, concurrency):
         worker = DeliveryWorker(settings, sessions, load_box(url), http, worker_id=name)
         print("ready", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        cpu0 = cpu_s()
         await asyncio.gather(worker.run(stop), until_empty())
     await engine.dispose()
+    print("cpu", cpu_s() - cpu0, flush=True)
+
+def cpu_s():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 run = asyncio.run
 try:
@@ -162,8 +175,8 @@ async def delivered(url: str) -> int:
         await conn.close()
 
 
-async def run_workers(url: str, workers: int, count: int) -> tuple[float, float]:
-    """(callbacks per second, worker CPU milliseconds per callback)."""
+async def run_workers(url: str, workers: int, count: int, receiver: int) -> tuple[float, Cpu]:
+    """(callbacks per second, CPU milliseconds per callback)."""
     env = {**os.environ, "WATCHER_SECRET_KEY": KEY, "PYTHONPATH": str(ROOT)}
     procs = [
         subprocess.Popen(
@@ -178,7 +191,7 @@ async def run_workers(url: str, workers: int, count: int) -> tuple[float, float]
     ]
     for p in procs:  # every process imported, connected and waiting: start them together
         assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-    cpu0 = _children_cpu()
+    pg0, receiver0 = _postgres_cpu(), _process_cpu(receiver)
     t0 = time.perf_counter()
     for p in procs:
         assert p.stdin is not None
@@ -187,15 +200,55 @@ async def run_workers(url: str, workers: int, count: int) -> tuple[float, float]
     for p in procs:
         await asyncio.to_thread(p.wait)
     elapsed = time.perf_counter() - t0
-    cpu_ms = (_children_cpu() - cpu0) * 1000 / count
+    worker_s = sum(float(p.stdout.read().split()[-1]) for p in procs if p.stdout is not None)
+    receiver_s, pg_s = _process_cpu(receiver) - receiver0, _postgres_cpu() - pg0
     done = await delivered(url)
     assert done == count, f"only {done} of {count} delivered"
-    return count / elapsed, cpu_ms
+    per = 1000 / count
+    return count / elapsed, Cpu(worker_s * per, receiver_s * per, pg_s * per)
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+@dataclass
+class Cpu:
+    """Milliseconds of CPU (user + system) per callback."""
+
+    worker: float  # summed over the workers, from "go" to their exit (not their start-up)
+    receiver: float
+    postgres: float  # every PostgreSQL process on the machine (other clients' too)
+
+    def __str__(self) -> str:
+        if math.isnan(self.receiver):
+            return f"cpu {self.worker:.2f} ms"
+        total = self.worker + self.receiver + self.postgres
+        return (
+            f"cpu {self.worker:.2f} ms (+ receiver {self.receiver:.2f}"
+            f" + postgres {self.postgres:.2f} = {total:.2f})"
+        )
+
+
+def _process_cpu(pid: int) -> float:
+    """Seconds of CPU a process and its reaped children used (Linux /proc); NaN elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_cpu() -> float:
+    """Every postgres process's CPU, and its exited backends' (in the postmaster's count)."""
+    total = 0.0
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as f:
+                    if f.read().strip() != "postgres":
+                        continue
+            except OSError:
+                continue
+            total += _process_cpu(int(entry))
+    return total
 
 
 async def raw_posts(receiver_url: str, count: int) -> float:
@@ -226,11 +279,10 @@ async def scenario(url: str, delay_ms: int, count: int, counts: list[int]) -> No
         rates: dict[int, float] = {}
         for n in counts:
             await fill(url, receiver_url, count)
-            rates[n], cpu_ms = await run_workers(url, n, count)
+            rates[n], cpu = await run_workers(url, n, count, receiver.pid)
             label = f"{n} worker{'s' if n > 1 else ''} x {CONCURRENCY} slots"
             print(
-                f"  {label:<32}{rates[n]:10.0f} /s = {rates[n] / baseline:.2f} x baseline"
-                f"   cpu {cpu_ms:.1f} ms"
+                f"  {label:<32}{rates[n]:10.0f} /s = {rates[n] / baseline:.2f} x baseline   {cpu}"
             )
         for n in counts:
             if n != 1 and 1 in rates:
@@ -252,7 +304,8 @@ async def main() -> None:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"{args.callbacks} callbacks on PostgreSQL; {os.cpu_count()} CPUs (load average {load})")
     print("shared by the receiver, PostgreSQL and the workers: CPU-bound runs cannot scale past")
-    print("them; `cpu` is worker user+system time per callback, summed over the workers")
+    print("them; `cpu` is user+system time per callback: the workers' (summed, while they")
+    print("deliver), the receiver's and PostgreSQL's (all of its processes on the machine)")
     try:
         engine = create_engine(url)
         await upgrade(engine)
