@@ -8,7 +8,8 @@ Claiming locks due candidates with `FOR UPDATE SKIP LOCKED` on PostgreSQL (hosts
 limit excluded in SQL), picks what fits the free slots per host and leases those in the same
 transaction, so several `watcher deliver` processes never hold the same callback and never
 queue behind each other's rows. On SQLite every transaction starts with BEGIN IMMEDIATE
-(watcher.db.engine), which makes the same steps atomic.
+(watcher.db.engine), which makes the same steps atomic. On PostgreSQL the statements are
+written out once (watcher.callbacks.outbox_pg); on SQLite they are built here.
 
 Both claims and marks commit asynchronously on PostgreSQL (`synchronous_commit = off`): losing
 one in a database crash can only cause a repeat send. The outbox rows themselves are written
@@ -18,21 +19,37 @@ durably, with the state change, by watcher.payments.events.record_event.
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, bindparam, func, insert, or_, select, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy import BigInteger, ColumnElement, bindparam, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col
 
-from watcher.callbacks import retry
+from watcher.callbacks import outbox_pg, retry
+from watcher.callbacks.payload import EventRow
 from watcher.callbacks.urls import host_key
 from watcher.db.engine import transaction
 from watcher.db.models import Callback, CallbackAttempt, Merchant, Payment, PaymentEvent
 from watcher.secrets import SecretBox
 
 CANDIDATES_PER_SLOT = 4
+
+
+@dataclass(frozen=True, slots=True)
+class EventFacts:
+    """What a callback's payload is built from: its event row's columns (payload.EventRow),
+    without an ORM object's cost."""
+
+    event_id: str
+    payment_id: str
+    merchant_id: int
+    type: str
+    sequence: int
+    status: str
+    created_ms: int
+    data_json: str
 
 
 @dataclass(frozen=True)
@@ -43,7 +60,7 @@ class Job:
     host: str
     url: str
     attempt: int  # the number of this attempt, 1-based
-    event: PaymentEvent
+    event: EventRow
     # Out of repr: logged tracebacks show frame locals, and a Job is one in every attempt.
     # None: the merchant has no test webhook secret yet (never the live one instead).
     secret: str | None = field(repr=False)
@@ -69,13 +86,13 @@ _MARK_ROW = (
         attempts=col(Callback.attempts) + 1,
         status=bindparam("b_status"),
         next_attempt_ms=func.coalesce(
-            bindparam("b_next", type_=BigInteger), col(Callback.next_attempt_ms)
+            bindparam("b_next_ms", type_=BigInteger), col(Callback.next_attempt_ms)
         ),
         locked_until_ms=0,
         locked_by=None,
-        last_status_code=bindparam("b_code"),
+        last_status_code=bindparam("b_status_code"),
         last_error=bindparam("b_error"),
-        delivered_ms=bindparam("b_delivered", type_=BigInteger),
+        delivered_ms=bindparam("b_delivered_ms", type_=BigInteger),
     )
 )
 
@@ -139,6 +156,8 @@ class Outbox:
         self._box = box
         self.worker_id = worker_id
         self.lease_ms = lease_ms
+        engine: AsyncEngine = sessions.kw["bind"]
+        self._pg = engine if engine.dialect.name == "postgresql" else None
 
     async def claim(
         self, now: int, free: int, in_flight: Mapping[str, int], per_host: int
@@ -146,34 +165,56 @@ class Outbox:
         """Lease up to `free` due callbacks within per-host limits: (jobs, maybe more due)."""
         saturated = [h for h, n in in_flight.items() if n >= per_host]
         limit = free * CANDIDATES_PER_SLOT
+
+        def choose(rows: Sequence[Any]) -> list[int]:
+            candidates = [(r.id, r.host or host_key(r.url)) for r in rows]
+            return pick(candidates, free, in_flight, per_host)
+
+        # Candidates are locked (PostgreSQL): concurrent workers skip them and take the next
+        # ones instead of racing for the same rows. Those not chosen are free at commit.
+        if self._pg is not None:
+            seen, chosen, leased = await self._claim_pg(self._pg, now, saturated, limit, choose)
+        else:
+            seen, chosen, leased = await self._claim_sqlite(now, saturated, limit, choose)
+        if not chosen:
+            return [], False
+        return self._jobs(leased), seen == limit or chosen < seen
+
+    async def _claim_pg(
+        self, pg: AsyncEngine, now: int, saturated: list[str], limit: int, choose: _Choose
+    ) -> tuple[int, int, Sequence[Any]]:
+        async with pg.begin() as conn:
+            rows = await outbox_pg.candidates(conn, now, saturated, limit)
+            chosen = choose(rows)
+            if not chosen:
+                return len(rows), 0, []
+            leased = await outbox_pg.lease(conn, chosen, now + self.lease_ms, self.worker_id)
+        return len(rows), len(chosen), leased
+
+    async def _claim_sqlite(
+        self, now: int, saturated: list[str], limit: int, choose: _Choose
+    ) -> tuple[int, int, Sequence[Any]]:
         async with transaction(self._sessions) as session:
-            conn = await _relaxed(session)
+            conn = await session.connection()
             query = select(col(Callback.id), col(Callback.host), col(Callback.url))
             query = query.where(*_due(now))
             if saturated:
                 host = col(Callback.host)
                 query = query.where(or_(host.is_(None), host.not_in(saturated)))
             query = query.order_by(col(Callback.next_attempt_ms), col(Callback.id)).limit(limit)
-            # Candidates are locked (PostgreSQL): concurrent workers skip them and take the next
-            # ones instead of racing for the same rows. Those not chosen are free at commit.
-            rows = (await conn.execute(query.with_for_update(skip_locked=True))).all()
-            candidates = [(r.id, r.host or host_key(r.url)) for r in rows]
-            chosen = pick(candidates, free, in_flight, per_host)
+            rows = (await conn.execute(query)).all()
+            chosen = choose(rows)
             if not chosen:
-                return [], False
-            leased = await self._lease(conn, chosen, now)
-        return self._jobs(leased), len(rows) == limit or len(chosen) < len(rows)
+                return len(rows), 0, []
+            return len(rows), len(chosen), await self._lease(conn, chosen, now)
 
     async def _lease(self, conn: AsyncConnection, ids: list[int], now: int) -> Sequence[Any]:
+        # SQLite's RETURNING sees only the updated table (and it has no round trips to save).
         lease = (
             update(Callback)
             .where(col(Callback.id).in_(ids))
             .values(locked_until_ms=now + self.lease_ms, locked_by=self.worker_id)
         )
-        if conn.dialect.name == "postgresql":
-            # One round trip: lease and read what sending needs (UPDATE … FROM … RETURNING).
-            return (await conn.execute(lease.where(*_JOINED).returning(*_SENDING))).all()
-        # SQLite's RETURNING sees only the updated table (and it has no round trips to save).
         await conn.execute(lease)
         return (
             await conn.execute(select(*_SENDING).where(col(Callback.id).in_(ids), *_JOINED))
@@ -188,53 +229,70 @@ class Outbox:
             if enc is not None and enc not in plain:
                 plain[enc] = self._box.decrypt(enc)
             secret = None if enc is None else plain[enc]
-            event = PaymentEvent(**{name: getattr(row, name) for name in _EVENT_FIELDS})
+            event = EventFacts(*(getattr(row, name) for name in _EVENT_FIELDS))
             host = row.host or host_key(row.url)
             jobs.append(Job(row.id, host, row.url, row.attempts + 1, event, secret, livemode))
         return jobs
 
     async def mark(self, batch: Sequence[Mark]) -> list[bool]:
         """Store attempts and decisions in one transaction; for each, whether we held the lease."""
-        ids = [m.job.id for m in batch]
+        rows = [_stored(m) for m in batch]
+        if self._pg is not None:
+            owned = await outbox_pg.mark(self._pg, self.worker_id, rows)
+        else:
+            owned = await self._mark_sqlite(rows)
+        return [m.job.id in owned for m in batch]
+
+    async def _mark_sqlite(self, rows: list[dict[str, Any]]) -> set[int]:
+        ids = [r["id"] for r in rows]
         async with transaction(self._sessions) as session:
-            conn = await _relaxed(session)
+            conn = await session.connection()
             mine = select(col(Callback.id)).where(
                 col(Callback.id).in_(ids), col(Callback.locked_by) == self.worker_id
             )
-            owned = set((await conn.execute(mine.with_for_update())).scalars())
-            await conn.execute(insert(CallbackAttempt), [self._attempt_row(m) for m in batch])
+            owned = {int(i) for i in (await conn.execute(mine)).scalars() if i is not None}
+            attempts = [{**_attempt(r), "worker": self.worker_id} for r in rows]
+            await conn.execute(insert(CallbackAttempt), attempts)
             # A row whose lease passed to another worker is theirs to mark, unless we delivered:
             # delivered is a fact, recorded regardless (their mark then finds it delivered).
             updates = [
-                _row_values(m)
-                for m in batch
-                if m.job.id in owned or m.decision.status == retry.DELIVERED
+                {f"b_{key}": r[key] for key in _MARK_ROW_KEYS}
+                for r in rows
+                if r["id"] in owned or r["status"] == retry.DELIVERED
             ]
             if updates:
                 await conn.execute(_MARK_ROW, updates)
-        return [m.job.id in owned for m in batch]
-
-    def _attempt_row(self, m: Mark) -> dict[str, Any]:
-        return {
-            "callback_id": m.job.id,
-            "attempt": m.job.attempt,
-            "started_ms": m.started_ms,
-            "duration_ms": m.duration_ms,
-            "status_code": m.status_code,
-            "error": m.error,
-            "worker": self.worker_id,
-        }
+        return owned
 
 
-def _row_values(m: Mark) -> dict[str, Any]:
+_Choose = Callable[[Sequence[Any]], list[int]]
+_MARK_ROW_KEYS = ("id", "status", "next_ms", "status_code", "error", "delivered_ms")
+
+
+def _stored(m: Mark) -> dict[str, Any]:
+    """What a mark stores for one attempt (outbox_pg.MARK_COLUMNS)."""
     delivered = m.decision.status == retry.DELIVERED
     return {
-        "b_id": m.job.id,
-        "b_status": m.decision.status,
-        "b_next": m.decision.next_attempt_ms,
-        "b_code": m.status_code,
-        "b_error": m.error,
-        "b_delivered": m.started_ms + m.duration_ms if delivered else None,
+        "id": m.job.id,
+        "attempt": m.job.attempt,
+        "started_ms": m.started_ms,
+        "duration_ms": m.duration_ms,
+        "status_code": m.status_code,
+        "error": m.error,
+        "status": m.decision.status,
+        "next_ms": m.decision.next_attempt_ms,
+        "delivered_ms": m.started_ms + m.duration_ms if delivered else None,
+    }
+
+
+def _attempt(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "callback_id": row["id"],
+        "attempt": row["attempt"],
+        "started_ms": row["started_ms"],
+        "duration_ms": row["duration_ms"],
+        "status_code": row["status_code"],
+        "error": row["error"],
     }
 
 
@@ -244,10 +302,3 @@ def _due(now: int) -> list[ColumnElement[bool]]:
         col(Callback.next_attempt_ms) <= now,
         col(Callback.locked_until_ms) <= now,
     ]
-
-
-async def _relaxed(session: AsyncSession) -> AsyncConnection:
-    conn = await session.connection()
-    if conn.dialect.name == "postgresql":
-        await conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
-    return conn

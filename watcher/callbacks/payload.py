@@ -9,17 +9,37 @@ it, watcher.payments.view); only `timestamp` (the signing time of this attempt) 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from watcher import jsonio
 from watcher.callbacks.signing import sign
 from watcher.clock import iso
-from watcher.db.models import PaymentEvent
 from watcher.money import json_number
 from watcher.payments.view import exact_numbers, is_money
 
 
-def event_view(event: PaymentEvent, *, livemode: bool | None = None) -> dict[str, Any]:
+class EventRow(Protocol):
+    """An event as stored: a PaymentEvent, or the delivery worker's copy of its columns."""
+
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def payment_id(self) -> str: ...
+    @property
+    def merchant_id(self) -> int: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def sequence(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def created_ms(self) -> int: ...
+    @property
+    def data_json(self) -> str: ...
+
+
+def event_view(event: EventRow, *, livemode: bool | None = None) -> dict[str, Any]:
     """The event as merchants see it (GET /api/events and, signed, the callback body): the
     payment's JSON as the event stored it, under the event's name, id and sequence.
 
@@ -61,7 +81,7 @@ def _exact(key: str, value: Any) -> Any:
 
 
 def callback_payload(
-    event: PaymentEvent, secret: str, timestamp: str, *, livemode: bool | None = None
+    event: EventRow, secret: str, timestamp: str, *, livemode: bool | None = None
 ) -> dict[str, Any]:
     """The signed payload of one attempt; `timestamp` is that attempt's X-Timestamp string."""
     view = event_view(event, livemode=livemode)
