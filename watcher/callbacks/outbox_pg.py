@@ -26,13 +26,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 _ASYNC_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL"
 
+# Oldest first, in the order of ix_callback_due (status, next_attempt_ms) alone: callbacks due
+# at the same millisecond (a block's payments) come in index order, which is insertion order
+# in practice. Ordering them by id as well made PostgreSQL read and sort every due row at
+# each claim (1.4 ms for 3000 due rows, against 0.13 ms reading the index up to the limit).
 CANDIDATES = f"""
 SELECT c.id, c.host, c.url
 FROM callback c
 WHERE c.status = 'pending' AND c.next_attempt_ms <= $1 AND c.locked_until_ms <= $1
   AND (c.host IS NULL OR c.host <> ALL($2::varchar[]))
   AND {_ASYNC_COMMIT}
-ORDER BY c.next_attempt_ms, c.id
+ORDER BY c.next_attempt_ms
 LIMIT $3
 FOR UPDATE OF c SKIP LOCKED
 """
