@@ -225,9 +225,12 @@ class DeliveryWorker:
 
     async def _write_marks(self) -> None:
         # Group commit: whoever finds no writer running writes everything queued, in one
-        # transaction, until the queue is empty. No timer, no added latency when idle.
+        # transaction, until the queue is empty. No timer, no added latency when idle: one
+        # turn of the event loop first, so that attempts answered in the same turn join the
+        # first batch (16 answers arriving together were stored as 1, then 15).
         self._marking = True
         try:
+            await asyncio.sleep(0)
             while self._marks:
                 batch, self._marks = self._marks, []
                 try:
