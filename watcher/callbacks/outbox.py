@@ -34,6 +34,8 @@ from watcher.db.engine import transaction
 from watcher.db.models import Callback, CallbackAttempt, Merchant, Payment, PaymentEvent
 from watcher.secrets import SecretBox
 
+# Candidates read (and, on PostgreSQL, locked) per free slot when a host's limit may leave
+# some of them out; when no host can reach its limit, each candidate fills a slot.
 CANDIDATES_PER_SLOT = 4
 
 
@@ -164,7 +166,8 @@ class Outbox:
     ) -> tuple[list[Job], bool]:
         """Lease up to `free` due callbacks within per-host limits: (jobs, maybe more due)."""
         saturated = [h for h, n in in_flight.items() if n >= per_host]
-        limit = free * CANDIDATES_PER_SLOT
+        unbound = free + max(in_flight.values(), default=0) <= per_host
+        limit = free if unbound else free * CANDIDATES_PER_SLOT
 
         def choose(rows: Sequence[Any]) -> list[int]:
             candidates = [(r.id, r.host or host_key(r.url)) for r in rows]
