@@ -19,7 +19,7 @@ durably, with the state change, by watcher.payments.events.record_event.
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,38 +165,26 @@ class Outbox:
         self, now: int, free: int, in_flight: Mapping[str, int], per_host: int
     ) -> tuple[list[Job], bool]:
         """Lease up to `free` due callbacks within per-host limits: (jobs, maybe more due)."""
-        saturated = [h for h, n in in_flight.items() if n >= per_host]
         unbound = free + max(in_flight.values(), default=0) <= per_host
         limit = free if unbound else free * CANDIDATES_PER_SLOT
-
-        def choose(rows: Sequence[Any]) -> list[int]:
-            candidates = [(r.id, r.host or host_key(r.url)) for r in rows]
-            return pick(candidates, free, in_flight, per_host)
-
         # Candidates are locked (PostgreSQL): concurrent workers skip them and take the next
         # ones instead of racing for the same rows. Those not chosen are free at commit.
         if self._pg is not None:
-            seen, chosen, leased = await self._claim_pg(self._pg, now, saturated, limit, choose)
+            until = now + self.lease_ms
+            leased = await outbox_pg.claim(
+                self._pg, now, free, in_flight, per_host, limit, until, self.worker_id
+            )
+            seen = leased[0].seen if leased else 0
         else:
-            seen, chosen, leased = await self._claim_sqlite(now, saturated, limit, choose)
-        if not chosen:
+            seen, leased = await self._claim_sqlite(now, free, in_flight, per_host, limit)
+        if not leased:
             return [], False
-        return self._jobs(leased), seen == limit or chosen < seen
-
-    async def _claim_pg(
-        self, pg: AsyncEngine, now: int, saturated: list[str], limit: int, choose: _Choose
-    ) -> tuple[int, int, Sequence[Any]]:
-        async with pg.begin() as conn:
-            rows = await outbox_pg.candidates(conn, now, saturated, limit)
-            chosen = choose(rows)
-            if not chosen:
-                return len(rows), 0, []
-            leased = await outbox_pg.lease(conn, chosen, now + self.lease_ms, self.worker_id)
-        return len(rows), len(chosen), leased
+        return self._jobs(leased), seen == limit or len(leased) < seen
 
     async def _claim_sqlite(
-        self, now: int, saturated: list[str], limit: int, choose: _Choose
-    ) -> tuple[int, int, Sequence[Any]]:
+        self, now: int, free: int, in_flight: Mapping[str, int], per_host: int, limit: int
+    ) -> tuple[int, Sequence[Any]]:
+        saturated = [h for h, n in in_flight.items() if n >= per_host]
         async with transaction(self._sessions) as session:
             conn = await session.connection()
             query = select(col(Callback.id), col(Callback.host), col(Callback.url))
@@ -206,10 +194,11 @@ class Outbox:
                 query = query.where(or_(host.is_(None), host.not_in(saturated)))
             query = query.order_by(col(Callback.next_attempt_ms), col(Callback.id)).limit(limit)
             rows = (await conn.execute(query)).all()
-            chosen = choose(rows)
+            candidates = [(r.id, r.host or host_key(r.url)) for r in rows]
+            chosen = pick(candidates, free, in_flight, per_host)
             if not chosen:
-                return len(rows), 0, []
-            return len(rows), len(chosen), await self._lease(conn, chosen, now)
+                return len(rows), []
+            return len(rows), await self._lease(conn, chosen, now)
 
     async def _lease(self, conn: AsyncConnection, ids: list[int], now: int) -> Sequence[Any]:
         # SQLite's RETURNING sees only the updated table (and it has no round trips to save).
@@ -268,7 +257,6 @@ class Outbox:
         return owned
 
 
-_Choose = Callable[[Sequence[Any]], list[int]]
 _MARK_ROW_KEYS = ("id", "status", "next_ms", "status_code", "error", "delivered_ms")
 
 
