@@ -4,8 +4,9 @@
 
 Creates a scratch PostgreSQL database (127.0.0.1:5432, dropped at the end), fills the outbox
 with N callbacks, and times `watcher deliver`-style worker processes (one DeliveryWorker each)
-until all are delivered. The receiver is a minimal HTTP/1.1 server in its own process that
-answers {"received": true}, so the figure is the worker's, not the receiver's: once at once
+until all are delivered (the bench asks every 20 ms, then tells the workers to stop). The
+receiver is a minimal HTTP/1.1 server in its own process that answers {"received": true},
+so the figure is the worker's, not the receiver's: once at once
 (CPU-bound: what a worker costs) and once after 50 ms (latency-bound, like a merchant endpoint
 across the internet: what more workers buy).
 
@@ -51,6 +52,7 @@ HOST, PORT, USER = "127.0.0.1", 5432, "postgres"
 ADMIN_DB = os.environ.get("WATCHER_TEST_PG_DB", "test")
 KEY = "x4XHk6qf3W5sC3xK0v1h8c3W6mQ9Zb2LrT7yU1pN5aE="
 CONCURRENCY = 16
+POLL_S = 0.02  # how often the bench asks whether anything is left pending
 
 RECEIVER = r"""
 import asyncio, sys
@@ -91,7 +93,6 @@ asyncio.run(main())
 WORKER = r"""
 import asyncio, resource, sys
 import httpx
-from sqlalchemy import text
 from watcher.callbacks.delivery import DeliveryWorker
 from watcher.config import LogSettings, Settings
 from watcher.db.engine import create_engine, session_factory
@@ -110,22 +111,18 @@ async def main(url, name, concurrency):
     engine = create_engine(url)
     sessions = session_factory(engine)
     stop = asyncio.Event()
+    line = asyncio.get_running_loop().run_in_executor
 
-    async def until_empty():
-        while not stop.is_set():
-            await asyncio.sleep(0.1)
-            async with engine.connect() as conn:
-                left = (await conn.execute(text(
-                    "SELECT count(*) FROM callback WHERE status = 'pending'"))).scalar_one()
-            if left == 0:
-                stop.set()
+    async def until_told():  # the bench says "stop" once nothing is left pending
+        await line(None, sys.stdin.readline)
+        stop.set()
 
     async with callback_session() as http:
         worker = DeliveryWorker(settings, sessions, load_box(url), http, worker_id=name)
         print("ready", flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        await line(None, sys.stdin.readline)
         cpu0 = cpu_s()
-        await asyncio.gather(worker.run(stop), until_empty())
+        await asyncio.gather(worker.run(stop), until_told())
     await engine.dispose()
     print("cpu", cpu_s() - cpu0, flush=True)
 
@@ -175,6 +172,17 @@ async def delivered(url: str) -> int:
         await conn.close()
 
 
+async def until_none_pending(url: str) -> None:
+    """Return once no callback is pending (one poller here, rather than one per worker)."""
+    conn = await asyncpg.connect(dsn=url.replace("+asyncpg", ""))
+    try:
+        query = "SELECT EXISTS (SELECT 1 FROM callback WHERE status = 'pending')"
+        while await conn.fetchval(query):
+            await asyncio.sleep(POLL_S)
+    finally:
+        await conn.close()
+
+
 async def run_workers(url: str, workers: int, count: int, receiver: int) -> tuple[float, Cpu]:
     """(callbacks per second, CPU milliseconds per callback)."""
     env = {**os.environ, "WATCHER_SECRET_KEY": KEY, "PYTHONPATH": str(ROOT)}
@@ -185,6 +193,7 @@ async def run_workers(url: str, workers: int, count: int, receiver: int) -> tupl
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env=env,
+            cwd=ROOT,  # not the caller's directory: `-c` would import a checkout found there
             text=True,
         )
         for i in range(workers)
@@ -193,13 +202,12 @@ async def run_workers(url: str, workers: int, count: int, receiver: int) -> tupl
         assert p.stdout is not None and p.stdout.readline().strip() == "ready"
     pg0, receiver0 = _postgres_cpu(), _process_cpu(receiver)
     t0 = time.perf_counter()
-    for p in procs:
-        assert p.stdin is not None
-        p.stdin.write("go\n")
-        p.stdin.flush()
+    tell(procs, "go")
+    await until_none_pending(url)
+    elapsed = time.perf_counter() - t0
+    tell(procs, "stop")
     for p in procs:
         await asyncio.to_thread(p.wait)
-    elapsed = time.perf_counter() - t0
     worker_s = sum(float(p.stdout.read().split()[-1]) for p in procs if p.stdout is not None)
     receiver_s, pg_s = _process_cpu(receiver) - receiver0, _postgres_cpu() - pg0
     done = await delivered(url)
@@ -224,6 +232,13 @@ class Cpu:
             f"cpu {self.worker:.2f} ms (+ receiver {self.receiver:.2f}"
             f" + postgres {self.postgres:.2f} = {total:.2f})"
         )
+
+
+def tell(procs: list[subprocess.Popen[str]], line: str) -> None:
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write(line + "\n")
+        p.stdin.flush()
 
 
 def _process_cpu(pid: int) -> float:
