@@ -34,7 +34,9 @@ _TXIDS = (
 
 
 async def txids_of(session: AsyncSession, payment_ids: Collection[str]) -> dict[str, list[str]]:
-    """Each payment's transaction ids in chain order, without the dropped ones (one query)."""
+    """Each payment's transaction ids in chain order, without the dropped ones (one query,
+    on the session's connection: transfers added to the session but not flushed are not
+    seen)."""
     found: dict[str, list[str]] = {pid: [] for pid in payment_ids}
     if not found:
         return found
