@@ -57,19 +57,23 @@ class RawServer:
     answer: Callable[[Request], Awaitable[bytes]]
     requests: list[Request] = field(default_factory=list)
     server_names: list[str | None] = field(default_factory=list)
+    keep_alive: bool = False  # serve more requests on the connection, as most servers do
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            request = Request(head, await reader.readexactly(length))
-            self.requests.append(request)
-            writer.write(await self.answer(request))
-            await writer.drain()
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                request = Request(head, await reader.readexactly(length))
+                self.requests.append(request)
+                writer.write(await self.answer(request))
+                await writer.drain()
+                if not self.keep_alive:
+                    break
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -253,3 +257,34 @@ def test_an_error_is_stored_without_the_url_and_its_token() -> None:
     assert describe_error(exc) == (
         "ClientOSError: [Errno None] Can not write request body for the callback URL"
     )
+
+
+async def test_a_tls_connection_checked_for_one_name_is_never_used_for_another(
+    tmp_path: Path,
+) -> None:
+    # One address, a kept-alive TLS connection checked for "localhost": a callback to the same
+    # address under another name gets its own connection, whose certificate does not fit.
+    ca = LoopbackCA.create()
+    server = RawServer(await answer(ACK), keep_alive=True)
+    config = CallbackSettings(allow_private_urls=True)
+    async with (
+        serving(server, "127.0.0.1", ca.server_context("localhost", tmp_path)) as port,
+        callback_session(ca.client_context()) as http,
+    ):
+        sender = Sender(http, config)
+        first = await sender.send(job(f"https://localhost:{port}/a"), now_ms())
+        second = await sender.send(job(f"https://127.0.0.1:{port}/b?token=other"), now_ms())
+    assert first.delivered, first.error
+    assert not second.delivered and second.error is not None
+    assert "certificate" in second.error.lower(), second.error
+    assert [r.lines[0] for r in server.requests] == ["POST /a HTTP/1.1"]
+
+
+async def test_a_new_connection_dropped_without_an_answer_is_one_request_not_two() -> None:
+    # Only a kept-alive connection closed under us is retried: a server that reads the
+    # callback and hangs up got it once, and sees it once.
+    server = RawServer(await answer(b""))
+    async with serving(server) as port:
+        outcome = await send(f"http://127.0.0.1:{port}/kasa")
+    assert not outcome.delivered and outcome.status_code is None
+    assert len(server.requests) == 1

@@ -18,6 +18,7 @@ import json
 import re
 import ssl
 import time
+import types
 import urllib.request
 from dataclasses import dataclass
 
@@ -48,7 +49,10 @@ def callback_session(trusted: ssl.SSLContext | None = None) -> aiohttp.ClientSes
     cookies are kept (an answer's Set-Cookie is never sent to anyone), no session-wide
     timeout (each attempt has its own), no connection limit (the worker's slots are one).
     """
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_reuseconn.append(_on_reuse)
     return aiohttp.ClientSession(
+        trace_configs=[trace],
         connector=aiohttp.TCPConnector(limit=0, ssl=trusted or httpx.create_ssl_context()),
         cookie_jar=aiohttp.DummyCookieJar(),
         timeout=aiohttp.ClientTimeout(total=None),
@@ -169,18 +173,20 @@ class Sender:
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         target = await pin(url, self._allow_private)
+        first = _Connection()
         try:
-            return await self._exchange(target, body, headers)
-        except _STALE as exc:
-            if isinstance(exc, aiohttp.ClientConnectorError):
-                raise  # a new connection failed: no kept-alive one to blame
+            return await self._exchange(target, body, headers, first)
+        except _STALE:
+            if not first.reused:
+                raise  # a new connection failed or was dropped: the merchant's server did it
             # A kept-alive connection the server had just closed (httpx checked for that
-            # before reusing one): once more, to the same checked address. If the request
-            # did arrive, the merchant sees it twice, as it may any callback (eventId).
-            return await self._exchange(target, body, headers)
+            # before reusing one): once more, to the same checked address, on a new one. If
+            # the request did arrive, the merchant sees it twice, as it may any callback
+            # (eventId).
+            return await self._exchange(target, body, headers, _Connection())
 
     async def _exchange(
-        self, target: PinnedTarget, body: bytes, headers: dict[str, str]
+        self, target: PinnedTarget, body: bytes, headers: dict[str, str], conn: _Connection
     ) -> tuple[int, bytes]:
         async with self._http.post(
             yarl.URL(str(target.url), encoded=True),  # as httpx wrote it, not re-quoted
@@ -189,9 +195,15 @@ class Sender:
             allow_redirects=False,
             server_hostname=target.server_name,
             proxy=self._proxy(target.url),
+            trace_request_ctx=conn,
         ) as response:
             # Released unread past the limit: the connection is closed, never reused.
-            return response.status, await _read_at_most(response.content, MAX_RESPONSE_BYTES)
+            answer = await _read_at_most(response.content, MAX_RESPONSE_BYTES)
+            if target.url.scheme == "https":
+                # A TLS connection is checked for one name: never reused for another name on
+                # the same address, whatever the HTTP client's pool would do.
+                response.close()
+            return response.status, answer
 
     def _proxy(self, url: httpx.URL) -> str | None:
         """The proxy the environment names for the pinned URL, as httpx matched it."""
@@ -200,6 +212,21 @@ class Sender:
         if urllib.request.proxy_bypass(url.host):  # NO_PROXY
             return None
         return self._proxies.get(url.scheme) or self._proxies.get("all")
+
+
+class _Connection:
+    """Whether the attempt went out on a kept-alive connection (set by the session's trace)."""
+
+    reused = False
+
+
+async def _on_reuse(
+    _session: aiohttp.ClientSession,
+    ctx: types.SimpleNamespace,
+    _params: aiohttp.TraceConnectionReuseconnParams,
+) -> None:
+    if isinstance(ctx.trace_request_ctx, _Connection):
+        ctx.trace_request_ctx.reused = True
 
 
 async def _read_at_most(content: aiohttp.StreamReader, limit: int) -> bytes:

@@ -11,9 +11,10 @@ server (see `is_allowed`) unless `callbacks.allow_private_urls`, and returns a
 request target pinned to the address it checked: the URL names the IP, the Host header and the
 TLS server name (SNI, used for certificate verification) keep the original host name. So the
 address checked is the address connected to, and a DNS answer that changes between check and
-connect (rebinding) cannot slip through. Pinned HTTPS requests ask for `Connection: close`: a
-pooled TLS connection is keyed by IP, and reusing one opened for another host's name on a
-shared (CDN) IP would send this host's callback over the wrong TLS session.
+connect (rebinding) cannot slip through. A pinned HTTPS connection is never reused (the
+request asks for `Connection: close` and the sender closes it after the answer): a pooled
+connection is found by IP, and reusing one opened for another host's name on a shared (CDN)
+IP would send this host's callback over a TLS session checked for the other name.
 """
 
 from __future__ import annotations
