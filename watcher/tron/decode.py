@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -37,9 +36,12 @@ SUCCESS = "SUCCESS"
 MAX_AMOUNT = 2**63 - 1  # BIGINT
 
 
-@dataclass(frozen=True, slots=True)
-class TokenTransfer:
-    """One Transfer log: `amount` base units of `token` from `sender` to `recipient` (`41…`)."""
+class TokenTransfer(msgspec.Struct, frozen=True, gc=False):
+    """One Transfer log: `amount` base units of `token` from `sender` to `recipient` (`41…`).
+
+    A frozen msgspec Struct rather than a frozen dataclass: made ~100 times per block and held
+    while the block waits to be stored, it costs a tenth to build and is not tracked by the
+    garbage collector (its fields are strings and ints: it can be in no reference cycle)."""
 
     txid: str
     log_index: int
@@ -95,19 +97,21 @@ def word_uint(data: object) -> int | None:
 # are `Any`, checked where they are read, as with dicts; an answer of another shape (a receipt
 # or log entry that is not an object) does not fit the views and is decoded as plain JSON,
 # then viewed by `view_of` with the same rules: the two ways always find the same transfers.
+# The views are not tracked by the garbage collector (gc=False: decoded JSON holds no cycle):
+# ~800 fewer tracked objects per block, so fewer and cheaper collections while catching up.
 
 
-class LogView(msgspec.Struct):
+class LogView(msgspec.Struct, gc=False):
     address: Any = None
     topics: Any = None
     data: Any = None
 
 
-class ReceiptView(msgspec.Struct):
+class ReceiptView(msgspec.Struct, gc=False):
     result: Any = None
 
 
-class InfoView(msgspec.Struct):
+class InfoView(msgspec.Struct, gc=False):
     id: Any = None
     blockNumber: Any = None
     blockTimeStamp: Any = None
