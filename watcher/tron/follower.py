@@ -162,12 +162,12 @@ class Fetched:
 
 @dataclass(frozen=True, slots=True)
 class _Run:
-    """Consecutive blocks being stored together and what was read for them."""
+    """Consecutive blocks being stored together and what was read for them: each block with
+    its transfers to known addresses (a tenth of them or fewer: the rest are nobody's here)."""
 
-    blocks: list[Fetched]
+    ours: list[tuple[Fetched, list[TokenTransfer]]]
     addresses: dict[str, str]  # recipient hex -> base58
     on_address: dict[str, list[Candidate]]
-    known: frozenset[str] | set[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -502,10 +502,15 @@ class Follower:
         for c in await load_candidates(s, set(addresses.values()), keep if self._pool else None):
             on_address[c.address].append(c)
         known = self._pool | on_address.keys()
-        ours = [t for t in found if addresses[t.recipient] in known]
+        known_hex = {h for h, a in addresses.items() if a in known}
+        run = _Run(
+            [(b, [t for t in b.transfers if t.recipient in known_hex]) for b in blocks],
+            addresses,
+            on_address,
+        )
+        ours = [t for _, mine in run.ours for t in mine]
         if not ours:
             return
-        run = _Run(blocks, addresses, on_address, known)
         ledger = Ledger()
         # A first look with the statuses as read names the payments these blocks pay: they
         # are locked and read at once. (Should a status that an earlier block of the run
@@ -514,10 +519,10 @@ class Follower:
         stored = await _stored_keys(s, ours)
         state = FINAL if final else SEEN
         rows: list[dict[str, Any]] = []
-        for block in blocks:
+        for block, mine in run.ours:
             header, touched = block.header, set()
-            book = self._book(run, block, ledger)
-            for t in block.transfers:
+            book = self._book(run, block, mine, ledger)
+            for t in mine:
                 address = addresses[t.recipient]
                 m = book.match(address, t.amount)
                 if m is None or (t.txid, t.log_index) in stored:
@@ -528,7 +533,8 @@ class Follower:
                 if m.payment_id is not None:
                     credit = Credit(header.number, header.timestamp_ms, t.amount, state)
                     touched.add(m.payment_id)
-                    await ledger.hold(s, touched)
+                    if m.payment_id not in ledger.payments:
+                        await ledger.hold(s, (m.payment_id,))
                     ledger.add(m.payment_id, Held(credit, t.txid, t.log_index))
             await ledger.settle(
                 s,
@@ -543,18 +549,21 @@ class Follower:
     def _paid(self, run: _Run, ledger: Ledger) -> set[str]:
         """The payments the run's transfers go to, matched with the statuses as read."""
         paid = set()
-        for block in run.blocks:
-            book = self._book(run, block, ledger)
-            for t in block.transfers:
+        for block, mine in run.ours:
+            book = self._book(run, block, mine, ledger)
+            for t in mine:
                 m = book.match(run.addresses[t.recipient], t.amount)
                 if m is not None and m.payment_id is not None:
                     paid.add(m.payment_id)
         return paid
 
-    def _book(self, run: _Run, block: Fetched, ledger: Ledger) -> AddressBook:
-        """One block's matching rules over the payments on its addresses, as they stand now
-        (a payment the run has settled already shows its new status)."""
-        here = {run.addresses[t.recipient] for t in block.transfers} & run.known
+    def _book(
+        self, run: _Run, block: Fetched, mine: list[TokenTransfer], ledger: Ledger
+    ) -> AddressBook:
+        """One block's matching rules over the payments on its known addresses (`mine`: its
+        transfers to them), as they stand now (a payment the run has settled already shows
+        its new status)."""
+        here = {run.addresses[t.recipient] for t in mine}
         held = ledger.payments
         return AddressBook(
             (

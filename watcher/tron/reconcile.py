@@ -140,7 +140,9 @@ class Ledger:
                 chain_ms=chain_ms,
                 tolerance_micro=tolerance_micro,
             )
-            events += await apply(session, payment, s, now_ms, self.txids(payment_id))
+            # The payment's txids go into its events' JSON: sorted only when there is one.
+            txids = self.txids(payment_id) if s.announcements else []
+            events += await apply(session, payment, s, now_ms, txids)
         return events
 
 
