@@ -55,6 +55,7 @@ from watcher.clock import Clock, now_ms
 from watcher.config import Settings
 from watcher.db.engine import transaction
 from watcher.db.errors import transient_db_error
+from watcher.db.lists import one_of
 from watcher.db.models import Transfer
 from watcher.metrics import Metrics
 from watcher.systemd import Watchdog
@@ -627,7 +628,7 @@ async def _stored_keys(s: AsyncSession, found: list[TokenTransfer]) -> set[tuple
     keys = {(t.txid, t.log_index) for t in found}
     rows = await s.execute(
         select(col(Transfer.txid), col(Transfer.log_index)).where(
-            col(Transfer.txid).in_(sorted({txid for txid, _ in keys})),
+            one_of(s, col(Transfer.txid), sorted({txid for txid, _ in keys})),
             col(Transfer.state) != DROPPED,
         )
     )

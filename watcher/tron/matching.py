@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
+from watcher.db.lists import one_of
 from watcher.db.models import Payment
 from watcher.payments.states import CLOSED_WITHOUT_FUNDS, OPEN_STATES
 from watcher.tron.address import to_base58
@@ -206,7 +207,7 @@ async def load_candidates(
         col(Payment.amount_micro),
         col(Payment.expires_ms),
         col(Payment.created_block),
-    ).where(col(Payment.address).in_(sorted(addresses)))
+    ).where(one_of(session, col(Payment.address), sorted(addresses)))
     if keep is not None:
         query = query.where(keep)
     return [

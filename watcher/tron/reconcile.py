@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from watcher.db.lists import one_of
 from watcher.db.models import Payment, Transfer
 from watcher.money import from_micro, json_number
 from watcher.payments.events import record_event
@@ -84,7 +85,7 @@ class Ledger:
             return
         query = (
             select(Payment)
-            .where(col(Payment.id).in_(wanted))
+            .where(one_of(session, col(Payment.id), wanted))
             .order_by(col(Payment.id))
             .with_for_update()
         )
@@ -101,7 +102,7 @@ class Ledger:
                 col(Transfer.txid),
                 col(Transfer.log_index),
             ).where(
-                col(Transfer.payment_id).in_([p.id for p in payments]),
+                one_of(session, col(Transfer.payment_id), [p.id for p in payments]),
                 col(Transfer.state) != DROPPED,
             )
         )
