@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -163,7 +164,7 @@ def test_funds_reaching_a_completed_payment_later_are_announced_as_overpaid() ->
         False,
     )
     assert s.events == ("payment.overpaid",)
-    assert run(again, credit(), on_time, dataclasses.replace(late, state=SEEN)).events == ()
+    assert run(again, credit(), on_time, msgspec.structs.replace(late, state=SEEN)).events == ()
 
 
 def test_late_funds_announced_before_a_completion_are_not_counted_again() -> None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,6 +36,8 @@ from watcher.tron.view import crypto_block
 
 log = structlog.get_logger("watcher.tron.reconcile")
 
+_TRANSFER = Transfer.metadata.tables["transfer"]
+
 
 def due_of(payment: Payment) -> Due:
     return Due(
@@ -48,9 +50,9 @@ def due_of(payment: Payment) -> Due:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Held:
-    """A transfer credited to a payment, with its once-only key, as a Ledger holds it."""
+class Held(msgspec.Struct, frozen=True, gc=False):
+    """A transfer credited to a payment, with its once-only key, as a Ledger holds it (a
+    Struct, as Credit is: one per stored transfer of each payment held)."""
 
     credit: Credit
     txid: str
@@ -92,18 +94,20 @@ class Ledger:
         payments = (await session.execute(query)).scalars().all()
         if not payments:
             return
+        # A Core select of the table's columns: its rows come back as they are, without the
+        # ORM's row processing (a payment can have many transfers, all read here).
         rows = await session.execute(
             select(
-                col(Transfer.payment_id),
-                col(Transfer.block_number),
-                col(Transfer.block_ms),
-                col(Transfer.amount_micro),
-                col(Transfer.state),
-                col(Transfer.txid),
-                col(Transfer.log_index),
+                _TRANSFER.c.payment_id,
+                _TRANSFER.c.block_number,
+                _TRANSFER.c.block_ms,
+                _TRANSFER.c.amount_micro,
+                _TRANSFER.c.state,
+                _TRANSFER.c.txid,
+                _TRANSFER.c.log_index,
             ).where(
-                one_of(session, col(Transfer.payment_id), [p.id for p in payments]),
-                col(Transfer.state) != DROPPED,
+                one_of(session, _TRANSFER.c.payment_id, [p.id for p in payments]),
+                _TRANSFER.c.state != DROPPED,
             )
         )
         for pid, number, block_ms, amount, state, txid, index in rows:
