@@ -62,12 +62,19 @@ def _scrub(value: Any) -> Any:
     if type(value) is int:  # most fields are ids, amounts and block numbers
         return value
     if isinstance(value, str):
-        return _SECRET_TEXT.sub(_mask, value)
+        return _SECRET_TEXT.sub(_mask, value) if _may_hold_secret_text(value) else value
     if isinstance(value, dict):
         return {k: REDACTED if is_secret_key(str(k)) else _scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_scrub(v) for v in value]
     return value
+
+
+def _may_hold_secret_text(text: str) -> bool:
+    """What every match of _SECRET_TEXT contains ("bearer" in any case: no other character
+    folds to one of its letters), tested as plain substrings: a few times faster than the
+    expression, which then runs only on the rare string that passes."""
+    return "sk_" in text or "whsec_" in text or "bearer" in text.lower()
 
 
 def _mask(m: re.Match[str]) -> str:

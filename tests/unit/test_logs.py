@@ -80,6 +80,14 @@ def test_secrets_inside_messages_are_masked(stream: io.StringIO) -> None:
     assert "sk_live_[redacted]" in line["detail"]
 
 
+def test_bearer_tokens_are_masked_whatever_the_case(stream: io.StringIO) -> None:
+    log = structlog.get_logger("watcher.api")
+    for header in ("Bearer abc.def", "BEARER abc.def", "bEaReR\tabc.def"):
+        log.warning("request.refused", detail=f"authorization {header} refused", n=1)
+    for line in lines(stream):
+        assert "abc.def" not in line["detail"] and "[redacted]" in line["detail"]
+
+
 def test_standard_library_loggers_come_out_as_redacted_json(stream: io.StringIO) -> None:
     logging.getLogger("uvicorn.error").info("Started server with key %s", API_KEY)
     logging.getLogger("httpx").info("HTTP Request: GET http://127.0.0.1 200")  # quietened
