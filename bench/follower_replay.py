@@ -32,6 +32,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -160,7 +161,7 @@ async def _drain(stream: asyncio.StreamReader) -> None:
 async def database(kind: str) -> tuple[str, Any]:
     if kind == "sqlite":
         folder = tempfile.mkdtemp(prefix="follower-bench-")
-        return f"sqlite+aiosqlite:///{folder}/watcher.db", None
+        return f"sqlite+aiosqlite:///{folder}/watcher.db", folder
     name = f"follower_bench_{uuid.uuid4().hex[:8]}"
     conn = await asyncpg.connect(database=ADMIN_DB, **PG)  # type: ignore[arg-type]
     await conn.execute(f'CREATE DATABASE "{name}"')
@@ -170,7 +171,10 @@ async def database(kind: str) -> tuple[str, Any]:
 
 
 async def drop(name: str | None) -> None:
-    if name:
+    """The scratch database: a PostgreSQL database's name, or a SQLite file's folder."""
+    if name and os.path.isdir(name):
+        shutil.rmtree(name, ignore_errors=True)
+    elif name:
         conn = await asyncpg.connect(database=ADMIN_DB, **PG)  # type: ignore[arg-type]
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await conn.close()
