@@ -8,17 +8,22 @@ in the config is refused.
 The index comes from the `counter` row `hd_index` (UPDATE … SET value = value + 1
 RETURNING value), whose row lock (PostgreSQL) or single writer (SQLite, BEGIN IMMEDIATE) makes
 concurrent creates take distinct indexes. On SQLite the bump is part of the create
-transaction, so a create that rolls back gives its index back. On PostgreSQL it is a statement
-of its own, committed before the create transaction opens (reserve()): inside it, the row lock
-was held across the create's remaining round trips and every other create queued on it
-(at 50 concurrent creates, 25 backends on average waited on that lock), so creates ran one at
-a time. The price is an index left unused when the create then fails or answers an earlier
-payment. Payments that are never paid leave unused addresses too; a wallet restored from the
-seed must scan past BIP44's gap limit of 20 to find later ones.
+transaction, so a create that rolls back gives its index back. On PostgreSQL an API process
+takes RESERVE_BLOCK indexes at once, in a statement of its own committed outside any create
+(reserve()), and hands them out in order: inside the create transaction, the row lock was held
+across the create's remaining round trips and every other create queued on it (at 50
+concurrent creates, 25 backends on average waited on that lock), so creates ran one at a time;
+one statement per create outside it still made each create take a pooled connection twice.
+The price is indexes left unused: by a create that then fails or answers an earlier payment,
+and up to RESERVE_BLOCK - 1 by a process that stops. Payments that are never paid leave
+unused addresses too; a wallet restored from the seed must scan past BIP44's gap limit of 20
+to find later ones.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from typing import Final
 
 from bip_utils import Bip32KeyError, Bip44, Bip44Changes, Bip44Coins, Bip44Levels
@@ -34,6 +39,7 @@ from watcher.db.models import Counter
 from watcher.wallets.base import Allocation
 
 HD_COUNTER: Final = "hd_index"
+RESERVE_BLOCK: Final = 16  # indexes a process takes from the counter at once (PostgreSQL)
 
 # PUBLIC TEST KEY, for the demo, the devchain and tests only: the account xpub
 # (m/44'/195'/0') of the BIP39 test mnemonic "abandon abandon abandon abandon abandon abandon
@@ -83,8 +89,9 @@ async def next_index(session: AsyncSession, name: str = HD_COUNTER) -> int:
     return await _next_on(await session.connection(), name)
 
 
-async def _next_on(conn: AsyncConnection, name: str) -> int:
-    value = await _bump(conn, name)
+async def _next_on(conn: AsyncConnection, name: str, step: int = 1) -> int:
+    """The first of the next `step` indexes of counter `name`."""
+    value = await _bump(conn, name, step)
     if value is None:
         insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
         await conn.execute(
@@ -92,10 +99,10 @@ async def _next_on(conn: AsyncConnection, name: str) -> int:
             .values(name=name, value=0)
             .on_conflict_do_nothing(index_elements=["name"])
         )
-        value = await _bump(conn, name)
+        value = await _bump(conn, name, step)
     if value is None:
         raise RuntimeError(f"counter {name!r} could not be created")
-    return value - 1
+    return value - step
 
 
 # Built once, run on the session's connection: a Core statement skips the ORM's execution
@@ -103,13 +110,13 @@ async def _next_on(conn: AsyncConnection, name: str) -> int:
 _BUMP = (
     update(Counter)
     .where(col(Counter.name) == bindparam("b_name"))
-    .values(value=col(Counter.value) + 1)
+    .values(value=col(Counter.value) + bindparam("b_step"))
     .returning(col(Counter.value))
 )
 
 
-async def _bump(conn: AsyncConnection, name: str) -> int | None:
-    result = await conn.execute(_BUMP, {"b_name": name})
+async def _bump(conn: AsyncConnection, name: str, step: int) -> int | None:
+    result = await conn.execute(_BUMP, {"b_name": name, "b_step": step})
     value: int | None = result.scalar_one_or_none()
     return value
 
@@ -121,15 +128,22 @@ class HdAllocator:
 
     def __init__(self, xpub: str, engine: AsyncEngine | None = None) -> None:
         self.deriver = HdDeriver(xpub)
-        # PostgreSQL: indexes are reserved in a transaction of their own (see the docstring).
+        # PostgreSQL: indexes are reserved RESERVE_BLOCK at a time, in a transaction of their
+        # own (see the module's docstring).
         self._engine = engine if engine is not None and engine.dialect.name != "sqlite" else None
+        self._reserved: deque[int] = deque()
+        self._refill = asyncio.Lock()
 
     async def reserve(self) -> int | None:
         if self._engine is None:
             return None
-        async with self._engine.connect() as conn:
-            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            return await _next_on(auto, HD_COUNTER)
+        async with self._refill:
+            if not self._reserved:
+                async with self._engine.connect() as conn:
+                    auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    first = await _next_on(auto, HD_COUNTER, RESERVE_BLOCK)
+                self._reserved.extend(range(first, first + RESERVE_BLOCK))
+            return self._reserved.popleft()
 
     async def allocate(
         self,
