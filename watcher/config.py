@@ -406,6 +406,9 @@ def ignored_environment(environ: Mapping[str, str]) -> list[str]:
     return messages
 
 
+WHOLE = "config"  # the key of an error that belongs to no one setting
+
+
 def _describe(exc: ValidationError) -> str:
     """One line per bad key: `section.key = value: what is wrong`, union branches merged."""
     problems: dict[str, list[str]] = {}
@@ -420,6 +423,9 @@ def _describe(exc: ValidationError) -> str:
             values[key] = err.get("input")
     lines = []
     for key, messages in problems.items():
+        if key == WHOLE:  # a rule across sections: its message names the keys
+            lines.append(", or ".join(messages))
+            continue
         value = values.get(key)
         shown = f"{key} = {_shown(key, value)!r}" if _scalar(value) else key
         env = "WATCHER_" + key.upper().replace(".", "__")
@@ -445,7 +451,7 @@ def _key(err: ErrorDetails) -> str:
         parts.append(str(part))
         annotation = fields[part].annotation
         model = annotation if isinstance(annotation, type) else None
-    return ".".join(parts) or "config"
+    return ".".join(parts) or WHOLE
 
 
 def _message(err: ErrorDetails, key: str) -> str:

@@ -132,5 +132,5 @@ def test_more_than_one_process_on_sqlite_is_refused(tmp_path: Path) -> None:
     cfg = _with_processes(_config(tmp_path, f"sqlite+aiosqlite:///{tmp_path}/w.db", "http://x"), 2)
     out = _watcher(cfg, "run")
     assert out.returncode == 1
-    assert "api.processes = 2 needs PostgreSQL" in out.stderr
+    assert out.stderr.startswith("error: invalid configuration: api.processes = 2 needs PostgreSQL")
     assert "Traceback" not in out.stderr
