@@ -108,7 +108,7 @@ class ApiChildren:
     pids: list[int]
     grace_s: float
     name: str = "api-processes"
-    _live: set[int] = field(default_factory=set)
+    _live: set[int] = field(init=False)
 
     def __post_init__(self) -> None:
         self._live = set(self.pids)
@@ -116,7 +116,7 @@ class ApiChildren:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             died = self._reap()
-            if died and not stop.is_set():
+            if died:
                 pid, status = died[0]
                 await self.stop()  # the others finish their requests in flight
                 raise ApiProcessDied(f"API process {pid} exited ({_how(status)})")
@@ -127,19 +127,20 @@ class ApiChildren:
     async def stop(self) -> None:
         """SIGTERM the live children, wait up to the grace period, SIGKILL the rest."""
         self._signal(signal.SIGTERM)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.grace_s
-        while self._live and loop.time() < deadline:
-            self._reap()
-            if self._live:
-                await asyncio.sleep(0.05)
+        await self._reap_all(self.grace_s)
         if self._live:
             log.warning("api_processes_killed", pids=sorted(self._live))
             self._signal(signal.SIGKILL)
-            while self._live:
-                self._reap()
-                if self._live:
-                    await asyncio.sleep(0.05)
+            await self._reap_all(None)
+
+    async def _reap_all(self, within_s: float | None) -> None:
+        """Reap children until none is left or `within_s` has passed (None: no limit)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if within_s is None else loop.time() + within_s
+        while self._live and (deadline is None or loop.time() < deadline):
+            self._reap()
+            if self._live:
+                await asyncio.sleep(0.05)
 
     def kill_now(self) -> None:
         """For a parent that could not start: take the children down at once."""

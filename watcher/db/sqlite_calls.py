@@ -36,16 +36,17 @@ class Connection(aiosqlite.Connection):
         return Cursor(self)
 
     async def commit(self) -> None:
-        if self.deferred_begin is not None:  # nothing ran since BEGIN: nothing to end
-            self.deferred_begin = None
-            return
-        await super().commit()
+        if not self._ended_unsent():
+            await super().commit()
 
     async def rollback(self) -> None:
-        if self.deferred_begin is not None:
-            self.deferred_begin = None
-            return
-        await super().rollback()
+        if not self._ended_unsent():
+            await super().rollback()
+
+    def _ended_unsent(self) -> bool:
+        """A transaction whose BEGIN was never sent (nothing ran): ended here, no crossing."""
+        unsent, self.deferred_begin = self.deferred_begin is not None, None
+        return unsent
 
 
 class Cursor:
